@@ -1,0 +1,427 @@
+"""The ``intraday`` command line (contract.md). Bad input gives one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from intraday.config import ConfigError, Settings
+
+log = logging.getLogger("intraday")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_QUARANTINED = 3
+
+ENV_HELP = """environment:
+  KAFKA_BOOTSTRAP_SERVERS  Kafka to use (unset: start the embedded Tansu broker)
+  DATABASE_URL             PostgreSQL/TimescaleDB to use (unset: start the embedded PostgreSQL)
+  INTRADAY_STATE_DIR       state directory of the embedded services (default ./.intraday)
+  INTRADAY_PARTITIONS      partitions of the keyed topics (default 4)
+  INTRADAY_ALERT_IMBALANCE_MWH, INTRADAY_ALERT_COST_EUR  alert thresholds (default 1.0 MWh, 500 EUR)
+  INTRADAY_DASHBOARD_PORT  dashboard port (default 8050); INTRADAY_AUTH=off disables the login (loopback only)
+"""
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
+
+
+def _day_dir(text: str) -> Path:
+    p = Path(text)
+    if not p.is_dir():
+        raise CliError(f"delivery-day directory not found: {text}")
+    return p
+
+
+def _speed(text: str) -> float | None:
+    from producers.replay import parse_speed
+
+    try:
+        return parse_speed(text)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def _instant(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from intraday.qh import parse_iso
+
+    try:
+        return parse_iso(text if ("+" in text[10:] or text.endswith("Z")) else text + "Z")
+    except ValueError:
+        raise CliError(f"not an ISO 8601 instant: {text!r}", EXIT_USAGE) from None
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="intraday", description="Streaming intraday monitoring of a wind and solar portfolio.",
+               epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def cmd(name: str, help_: str) -> Parser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=ENV_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    s = cmd("demo", "embedded services, processors, sink and dashboard replaying the sample day")
+    s.add_argument("--speed", default="60", help="replay speed factor or 'max' (default 60)")
+    s.add_argument("--day", type=dt.date.fromisoformat, default=None, help="date of the generated sample day")
+
+    s = cmd("replay", "publish a delivery day's events onto the topics in event-time order")
+    s.add_argument("day_dir")
+    s.add_argument("--speed", required=True, help="N times real time, or 'max'")
+    s.add_argument("--from", dest="from_", metavar="INSTANT", help="replay from this event time (ISO)")
+    s.add_argument("--to", metavar="INSTANT", help="replay up to this event time (ISO, exclusive)")
+
+    s = cmd("run", "one shot: start what is needed, replay, wait until the database reflects every event")
+    s.add_argument("day_dir")
+    s.add_argument("--speed", default="max", help="N times real time, or 'max' (default)")
+    s.add_argument("--until-drained", action="store_true", help="wait until every event is in the database")
+    s.add_argument("--from", dest="from_", metavar="INSTANT")
+    s.add_argument("--to", metavar="INSTANT")
+    s.add_argument("--workers", type=int, default=1, help="Faust workers to run (default 1)")
+    s.add_argument("--timeout", type=float, default=3600, help="seconds to wait for draining (default 3600)")
+    s.add_argument("--export", metavar="OUT_DIR", help="export the result files when drained")
+
+    s = cmd("export", "write the result files (contract.md) from the database")
+    s.add_argument("out_dir")
+
+    s = cmd("generate-day", "write a synthetic delivery-day directory")
+    s.add_argument("out_dir")
+    s.add_argument("--date", type=dt.date.fromisoformat, default=dt.date(2025, 6, 8))
+    s.add_argument("--assets", type=int, default=5)
+    s.add_argument("--public-trades", type=int, default=100_000)
+    s.add_argument("--seed", type=int, default=1)
+
+    s = cmd("invoices", "monthly invoices per contract (JSON and a document per invoice)")
+    s.add_argument("--month", required=True, help="YYYY-MM (Europe/Berlin calendar month)")
+    s.add_argument("--out", default="invoices", help="output directory (default ./invoices)")
+
+    s = cmd("alerts", "print the imbalance alerts topic")
+    s.add_argument("--follow", action="store_true", help="keep printing new alerts")
+
+    cmd("status", "services, consumer lag, last event time per source, quarantined counts")
+    cmd("worker", "run a Faust worker of the stream processors (production entry point)")
+    cmd("sink", "run the database sink (production entry point)")
+    s = cmd("dashboard", "run the dashboard (production entry point)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=None)
+    s = cmd("migrate", "apply the database migrations in sql/")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USAGE
+        settings = Settings.from_env()
+        handler = globals()[f"cmd_{args.command.replace('-', '_')}"]
+        return handler(args, settings) or EXIT_OK
+    except CliError as exc:
+        print(f"intraday: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"intraday: configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("intraday: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets one line; -v shows the traceback
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        from intraday.kafka import BrokerError
+        from intraday.services import ServiceError
+        from sink.db import DatabaseError
+
+        if isinstance(exc, BrokerError | ServiceError | DatabaseError | TimeoutError | FileNotFoundError):
+            print(f"intraday: {exc}", file=sys.stderr)
+        else:
+            print(f"intraday: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _install_stop_signals() -> None:
+    def _raise(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def _parse_day(day_dir: Path):
+    from producers.parsers import parse_day
+
+    parsed = parse_day(day_dir)
+    for r in parsed.rejections:
+        print(f"quarantined: {r.message()}", file=sys.stderr)
+    for m in parsed.missing_sources:
+        log.info("missing: %s", m)
+    log.info("parsed %d files of %s: %d events, %d quarantined", parsed.files_read, day_dir,
+             len(parsed.records), len(parsed.rejections))
+    return parsed
+
+
+def _replay(stack, parsed, speed, from_s=None, to_s=None):
+    from intraday.kafka import producer
+    from producers.replay import Replayer
+
+    rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
+    rp.publish_rejections(parsed.rejections)
+    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
+    log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
+             stats.published / stats.wall_s if stats.wall_s else 0)
+    return stats
+
+
+def cmd_run(args, settings: Settings) -> int:
+    from intraday.stack import Stack
+
+    day = _day_dir(args.day_dir)
+    speed = _speed(args.speed)
+    from_s, to_s = _instant(args.from_), _instant(args.to)
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1", EXIT_USAGE)
+    parsed = _parse_day(day)
+    _install_stop_signals()
+    stack = Stack(settings)
+    try:
+        stack.start_services(fresh_broker=True)
+        stack.start_sink()
+        for i in range(args.workers):
+            stack.start_worker(f"worker-{i}" if args.workers > 1 else "worker")
+        t0 = time.monotonic()
+        stats = _replay(stack, parsed, speed, from_s, to_s)
+        if args.until_drained:
+            waited = stack.wait_drained(args.timeout)
+            log.info("drained %.1fs after the replay; %d events in %.1fs end to end", waited,
+                     stats.published, time.monotonic() - t0)
+        if args.export:
+            from sink.export import export
+
+            counts = export(stack.services.database_url, Path(args.export))
+            log.info("exported %s", ", ".join(f"{k}: {v} rows" for k, v in counts.items()))
+    finally:
+        stack.stop()
+    if parsed.rejections:
+        print(f"intraday: completed with quarantined input ({len(parsed.rejections)} records)", file=sys.stderr)
+        return EXIT_QUARANTINED
+    return EXIT_OK
+
+
+def cmd_replay(args, settings: Settings) -> int:
+    from intraday.stack import Stack
+
+    day = _day_dir(args.day_dir)
+    speed = _speed(args.speed)
+    from_s, to_s = _instant(args.from_), _instant(args.to)
+    parsed = _parse_day(day)
+    _install_stop_signals()
+    stack = Stack(settings)
+    try:
+        stack.start_services()
+        if stack.services.broker is not None:
+            log.warning("no running broker found: started one; its topics live only while this command runs")
+        _replay(stack, parsed, speed, from_s, to_s)
+    finally:
+        stack.stop()
+    if parsed.rejections:
+        print(f"intraday: completed with quarantined input ({len(parsed.rejections)} records)", file=sys.stderr)
+        return EXIT_QUARANTINED
+    return EXIT_OK
+
+
+def cmd_export(args, settings: Settings) -> int:
+    from intraday.services import start_embedded_postgres
+    from sink.db import migrate
+    from sink.export import export
+
+    server = None
+    url = settings.database_url
+    if not url:
+        server, url = start_embedded_postgres(settings.state_dir)
+    try:
+        migrate(url)
+        counts = export(url, Path(args.out_dir))
+    finally:
+        if server is not None:
+            server.cleanup()
+    for name, n in counts.items():
+        print(f"{args.out_dir}/{name}: {n} rows")
+    return EXIT_OK
+
+
+def cmd_generate_day(args, settings: Settings) -> int:
+    from intraday.generate import generate_day
+
+    if args.assets < 2:
+        raise CliError("--assets must be at least 2", EXIT_USAGE)
+    if args.public_trades < 0:
+        raise CliError("--public-trades must not be negative", EXIT_USAGE)
+    summary = generate_day(Path(args.out_dir), args.date, assets=args.assets, public_trades=args.public_trades,
+                           seed=args.seed, progress=sys.stderr.isatty())
+    print(f"generated {args.out_dir} for {args.date}: {summary}")
+    return EXIT_OK
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from intraday.generate import generate_day
+    from intraday.stack import Stack
+
+    speed = _speed(args.speed)
+    day = args.day or dt.date(2025, 6, 8)
+    day_dir = settings.state_dir / "sample_day" / day.isoformat()
+    if not (day_dir / ".complete").exists():
+        log.info("generating the sample day %s in %s", day, day_dir)
+        generate_day(day_dir, day, assets=5, public_trades=20_000, seed=1)
+        (day_dir / ".complete").write_text("ok\n")
+    parsed = _parse_day(day_dir)
+    _install_stop_signals()
+    stack = Stack(settings)
+    try:
+        stack.start_services()
+        stack.start_sink()
+        stack.start_worker()
+        port = settings.dashboard_port
+        stack.spawn("dashboard", ["dashboard", "--port", str(port)])
+        print(f"dashboard: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+        _replay(stack, parsed, speed)
+        print("replay finished; the dashboard keeps running until Ctrl-C", flush=True)
+        while True:
+            stack.check_children()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("stopping ...", file=sys.stderr)
+    finally:
+        stack.stop()
+    return EXIT_OK
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    from intraday.stack import worker_main
+
+    worker_main()
+    return EXIT_OK
+
+
+def cmd_sink(args, settings: Settings) -> int:
+    from sink.db import migrate
+    from sink.sink import run_sink
+
+    if not settings.kafka_bootstrap or not settings.database_url:
+        raise CliError("the sink needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (intraday run/demo set them)")
+    migrate(settings.database_url)
+    import os
+
+    run_sink(settings.kafka_bootstrap, settings.database_url, embedded=os.environ.get("INTRADAY_EMBEDDED") == "1")
+    return EXIT_OK
+
+
+def cmd_dashboard(args, settings: Settings) -> int:
+    if not settings.database_url:
+        raise CliError("the dashboard needs DATABASE_URL (intraday demo sets it)")
+    from dashboard.app import serve
+
+    serve(settings, host=args.host, port=args.port or settings.dashboard_port)
+    return EXIT_OK
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    from intraday.services import start_embedded_postgres
+    from sink.db import migrate
+
+    server, url = (None, settings.database_url) if settings.database_url else start_embedded_postgres(settings.state_dir)
+    try:
+        applied = migrate(url)
+    finally:
+        if server is not None:
+            server.cleanup()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return EXIT_OK
+
+
+def cmd_invoices(args, settings: Settings) -> int:
+    try:
+        year, month = (int(x) for x in args.month.split("-"))
+        dt.date(year, month, 1)
+    except ValueError:
+        raise CliError(f"--month must be YYYY-MM, not {args.month!r}", EXIT_USAGE) from None
+    try:
+        from sink.invoices import run_invoices
+    except ImportError:
+        raise CliError("invoices are not available in this build") from None
+    return run_invoices(settings, year, month, Path(args.out))
+
+
+def cmd_alerts(args, settings: Settings) -> int:
+    import orjson
+    from confluent_kafka import Consumer
+
+    from intraday import topics
+    from intraday.services import start_services
+
+    if not settings.kafka_bootstrap:
+        import json
+
+        info = settings.state_dir / "services.json"
+        if not info.exists():
+            raise CliError("no broker: set KAFKA_BOOTSTRAP_SERVERS or start `intraday demo` first")
+        bootstrap = json.loads(info.read_text())["bootstrap"]
+    else:
+        bootstrap = settings.kafka_bootstrap
+    del start_services
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"intraday-alerts-cli-{time.time_ns()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    c.subscribe([topics.ALERTS])
+    seen: set[tuple[str, str]] = set()
+    idle_since = time.monotonic()
+    try:
+        while True:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                if not args.follow and time.monotonic() - idle_since > 3:
+                    break
+                continue
+            idle_since = time.monotonic()
+            a = orjson.loads(m.value())
+            ident = (a.get("alert_id"), a.get("status"))
+            if ident in seen:
+                continue  # at-least-once delivery: show each alert state once
+            seen.add(ident)
+            print(f"{a.get('detected_at')} {a.get('status'):8} {a.get('severity'):8} {a.get('subject')} "
+                  f"QH {a.get('delivery_start')} {a.get('kind')} {a.get('value'):.3f} {a.get('unit')} "
+                  f"(threshold {a.get('threshold')}) {a.get('suggested_action')} [{a.get('alert_id')}]", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+    return EXIT_OK
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from intraday.status import status
+
+    return status(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Settings, read once from the environment at the edge and passed down as a frozen object.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| KAFKA_BOOTSTRAP_SERVERS | (unset: embedded Tansu) | Kafka cluster to use; nothing is started |
+| DATABASE_URL | (unset: embedded PostgreSQL) | PostgreSQL/TimescaleDB to use; nothing is started |
+| INTRADAY_STATE_DIR | ./.intraday | embedded services' data, logs, sample day |
+| INTRADAY_PARTITIONS | 4 | partitions of the keyed topics |
+| INTRADAY_ALERT_IMBALANCE_MWH | 1.0 | alert when a QH's projected portfolio imbalance exceeds this |
+| INTRADAY_ALERT_COST_EUR | 500 | alert when a QH's projected imbalance cost exceeds this |
+| INTRADAY_ALERT_OPEN_POSITION_MIN | 30 | alert when a position is not flat this many minutes before gate closure |
+| INTRADAY_ALERT_STALE_FEED_MIN | 15 | alert when a live feed has been silent this long (event time) |
+| INTRADAY_DASHBOARD_PORT | 8050 | dashboard port (127.0.0.1) |
+| INTRADAY_AUTH | on | `off` disables the dashboard login (accepted on loopback only) |
+| INTRADAY_USERS_FILE | STATE_DIR/users.json | dashboard users (hashed passwords) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable and the value."""
+
+
+def _num(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str | None
+    database_url: str | None
+    state_dir: Path
+    partitions: int = 4
+    alert_imbalance_mwh: float = 1.0
+    alert_cost_eur: float = 500.0
+    alert_open_position_min: float = 30.0
+    alert_stale_feed_min: float = 15.0
+    dashboard_port: int = 8050
+    auth: bool = True
+    users_file: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        state_dir = Path(env.get("INTRADAY_STATE_DIR") or "./.intraday").resolve()
+        partitions = int(_num(env, "INTRADAY_PARTITIONS", 4, int))
+        if partitions < 1:
+            raise ConfigError(f"INTRADAY_PARTITIONS={partitions} must be at least 1")
+        auth_raw = (env.get("INTRADAY_AUTH") or "on").lower()
+        if auth_raw not in ("on", "off", "1", "0", "true", "false"):
+            raise ConfigError(f"INTRADAY_AUTH={auth_raw!r} must be on or off")
+        users = env.get("INTRADAY_USERS_FILE")
+        return cls(
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            database_url=env.get("DATABASE_URL") or None,
+            state_dir=state_dir,
+            partitions=partitions,
+            alert_imbalance_mwh=_num(env, "INTRADAY_ALERT_IMBALANCE_MWH", 1.0),
+            alert_cost_eur=_num(env, "INTRADAY_ALERT_COST_EUR", 500.0),
+            alert_open_position_min=_num(env, "INTRADAY_ALERT_OPEN_POSITION_MIN", 30.0),
+            alert_stale_feed_min=_num(env, "INTRADAY_ALERT_STALE_FEED_MIN", 15.0),
+            dashboard_port=int(_num(env, "INTRADAY_DASHBOARD_PORT", 8050, int)),
+            auth=auth_raw in ("on", "1", "true"),
+            users_file=Path(users) if users else state_dir / "users.json",
+        )
+
+    def child_env(self, bootstrap: str, database_url: str) -> dict[str, str]:
+        """Environment for a child process (worker, sink, dashboard) using resolved services."""
+        env = dict(os.environ)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        env["DATABASE_URL"] = database_url
+        env["INTRADAY_STATE_DIR"] = str(self.state_dir)
+        env["INTRADAY_PARTITIONS"] = str(self.partitions)
+        return env

@@ -1,0 +1,67 @@
+"""Event schemas: the JSON values on every topic (schema_version 1).
+
+Every source event is a JSON object with these common fields:
+
+- ``schema_version``: 1
+- ``type``: one of the names below
+- ``event_time``: ISO 8601 UTC instant at which the data became available to the desk
+  (a forecast at its version, a live sample at its timestamp, a trade at its execution time,
+  a file-based source at the time in its file name); the replay orders by it.
+- ``source_file``, ``source_line``: where the record came from (line 1-based; 0 for a whole file).
+
+Instants are ISO 8601 UTC text (``2025-06-08T10:15:00Z``); units are in field names.
+
+| type | topic | key | fields |
+| --- | --- | --- | --- |
+| forecast | vpp.forecasts | asset_id | asset_id, type_id, version, delivery_start[], power_kw[] |
+| live_sample | vpp.live-infeed | asset_id | asset_id, timestamp, value_kw, quality |
+| technical_data | vpp.technical-data | asset_id | asset_id, name, asset_type, capacity_kw, status, owner, latitude, longitude, timezone |
+| contract | crm.contracts | asset_id | file_time, contract_id, asset_id, metering_point_id, capacity_mw, technology, contract_begin, contract_end, price_model, price_eur_mwh, fee_model, fee, fee_percent, email, errors[] |
+| trade | exchange.private-trades / exchange.public-trades | delivery_start | book, trade_id, side (null for public), delivery_start, delivery_end, execution_time, price_eur_mwh, volume_mw |
+| imbalance_price | imbalance.prices | delivery_start | kind (estimate/final), delivery_start, delivery_end, published_at, price_eur_mwh (estimate), unterdeckt_eur_mwh, ueberdeckt_eur_mwh (final), status |
+| final_production | dso.final-production | asset_id | asset_id, metering_point_id, delivery_start, value_kw, published_at |
+| redispatch_flag | dso.redispatch | asset_id | asset_id, metering_point_id, delivery_start, delivery_end, is_redispatched, published_at |
+| redispatch_compensation | dso.redispatch-compensation | delivery_start | delivery_start, delivery_end, price_eur_mwh, published_at |
+| clock | replay.clock | ``clock`` | now, speed, replay_id, done |
+
+Dead-letter records (``<topic>.dlq``, key = source file) are ``{schema_version, source_file,
+line, reason, raw, topic}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+class PoisonMessage(ValueError):
+    """A record on a topic that is not a valid event of our schema."""
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def decode(raw: bytes | None, expected_types: frozenset[str] | None = None) -> dict[str, Any]:
+    """Decode a topic value; raise :class:`PoisonMessage` with the reason if it is not ours."""
+    if raw is None:
+        raise PoisonMessage("empty value")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(f"invalid JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise PoisonMessage("value is not a JSON object")
+    if event.get("schema_version") != SCHEMA_VERSION:
+        raise PoisonMessage(f"unsupported schema_version {event.get('schema_version')!r}")
+    if expected_types is not None and event.get("type") not in expected_types:
+        raise PoisonMessage(f"unexpected event type {event.get('type')!r}")
+    return event
+
+
+def dlq_record(source_file: str, line: int, reason: str, raw: str, topic: str) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "source_file": source_file, "line": line,
+            "reason": reason, "raw": raw[:2000], "topic": topic}

@@ -1,0 +1,110 @@
+"""Kafka plumbing shared by the producers, the sink and the CLI (confluent-kafka)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from intraday import topics
+
+log = logging.getLogger("intraday.kafka")
+
+
+class BrokerError(RuntimeError):
+    """The broker cannot be reached or its topics do not match the declaration."""
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+
+
+def check_reachable(bootstrap: str, timeout: float = 8.0) -> None:
+    try:
+        admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"Kafka broker {bootstrap} is not reachable: {exc.args[0].str()}") from None
+
+
+def partition_counts(bootstrap: str) -> dict[str, int]:
+    md = admin(bootstrap).list_topics(timeout=10)
+    return {name: len(t.partitions) for name, t in md.topics.items() if not t.error}
+
+
+def ensure_topics(bootstrap: str, partitions: int) -> dict[str, int]:
+    """Create every declared topic with its partition count; check the counts of existing ones.
+
+    Must run before any producer or agent touches a topic (a broker auto-creates an unknown
+    topic with its own default count). Raises :class:`BrokerError` on a mismatch.
+    """
+    check_reachable(bootstrap)
+    specs = topics.all_topics(partitions)
+    existing = partition_counts(bootstrap)
+    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1,
+                    config={"retention.ms": str(s.retention_ms), "cleanup.policy": s.cleanup_policy})
+           for s in specs if s.name not in existing]
+    if new:
+        client = admin(bootstrap)  # keep a reference: the futures die with the client
+        for name, fut in client.create_topics(new, operation_timeout=10).items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise BrokerError(f"cannot create topic {name}: {exc}") from None
+        log.info("created %d topics", len(new))
+    deadline = time.monotonic() + 15
+    while True:
+        counts = partition_counts(bootstrap)
+        wrong = {s.name: (counts.get(s.name), s.partitions) for s in specs
+                 if counts.get(s.name) != s.partitions}
+        if not wrong:
+            return counts
+        if time.monotonic() > deadline:
+            detail = ", ".join(f"{n} has {a} partitions, declared {b}" for n, (a, b) in wrong.items())
+            raise BrokerError(f"topic partition counts do not match: {detail}")
+        time.sleep(0.1)
+
+
+def producer(bootstrap: str, **extra) -> Producer:
+    """An idempotent producer (acks=all): a retried send is not written twice."""
+    conf = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+            "linger.ms": 5, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
+            "compression.type": "none"}
+    conf.update(extra)
+    return Producer(conf)
+
+
+def high_watermarks(bootstrap: str, names: list[str]) -> dict[tuple[str, int], int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "intraday-watermarks",
+                  "enable.auto.commit": False})
+    try:
+        md = c.list_topics(timeout=10)
+        out = {}
+        for name in names:
+            t = md.topics.get(name)
+            if t is None or t.error:
+                continue
+            for p in t.partitions:
+                lo, hi = c.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                out[(name, p)] = hi
+        return out
+    finally:
+        c.close()
+
+
+def committed_offsets(bootstrap: str, group: str, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        res = c.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+        return {(r.topic, r.partition): (r.offset if r.offset >= 0 else 0) for r in res}
+    finally:
+        c.close()
+
+
+def lag(bootstrap: str, group: str, names: list[str]) -> dict[tuple[str, int], int]:
+    """Per partition: high watermark minus the group's committed offset."""
+    hw = high_watermarks(bootstrap, names)
+    committed = committed_offsets(bootstrap, group, list(hw))
+    return {tp: hw[tp] - committed.get(tp, 0) for tp in hw}

@@ -1,0 +1,1 @@
+"""The sink: derived topics -> PostgreSQL/TimescaleDB, and the export of the result files."""

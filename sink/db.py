@@ -1,0 +1,88 @@
+"""Database access: connections and the versioned migrations in ``sql/``.
+
+Migration files are applied in name order, each once (recorded in ``schema_migrations``), under
+an advisory lock so that concurrent starters do not race. ``NNN_x.sql`` always applies,
+``NNN_x.timescale.sql`` only where ``CREATE EXTENSION timescaledb`` succeeded, ``NNN_x.plain.sql``
+only where it did not. The detection happens once per database and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger("intraday.db")
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATION_LOCK = 740_512_001
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or migrated; the message says why, in one line."""
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, connect_timeout=10, **kwargs)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"database {redact(url)} is not reachable: {first}") from None
+
+
+def redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def detect_timescale(conn: psycopg.Connection) -> bool:
+    """True if TimescaleDB is (or can be made) available in this database."""
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return True
+    except psycopg.Error as exc:
+        log.info("TimescaleDB not available (%s): plain tables and views",
+                 str(exc).strip().splitlines()[0])
+        return False
+
+
+def migration_files(timescale: bool, sql_dir: Path = SQL_DIR) -> list[Path]:
+    out = []
+    for path in sorted(sql_dir.glob("*.sql")):
+        if path.name.endswith(".timescale.sql") and not timescale:
+            continue
+        if path.name.endswith(".plain.sql") and timescale:
+            continue
+        out.append(path)
+    return out
+
+
+def migrate(url: str, *, timescale: bool | None = None) -> list[str]:
+    """Apply the pending migrations; returns the names applied now (empty when up to date)."""
+    applied_now = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(),"
+                         " timescale boolean NOT NULL)")
+            if timescale is None:
+                timescale = detect_timescale(conn)
+            done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+            for path in migration_files(timescale):
+                if path.name in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text())
+                    conn.execute("INSERT INTO schema_migrations (name, timescale) VALUES (%s, %s)",
+                                 (path.name, timescale))
+                applied_now.append(path.name)
+                log.info("applied migration %s", path.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied_now

@@ -1,0 +1,295 @@
+"""The sink: consume derived and master-data topics, upsert into PostgreSQL, then commit offsets.
+
+One loop: take up to ``batch_max`` records, turn them into rows, keep the last row per key
+(PostgreSQL refuses to update one row twice in one statement), ``COPY`` each table's rows into a
+temporary staging table and ``INSERT ... ON CONFLICT DO UPDATE`` from it, record the consumed
+offsets in ``sink_progress`` -- all in one transaction -- and only after its COMMIT commit the
+Kafka offsets. A redelivered batch rewrites the same rows with the same values. A lost database
+connection is retried with backoff on the same batch; nothing is committed to Kafka before the
+database has it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from psycopg import sql
+
+from intraday import topics
+from intraday.qh import UTC
+from sink.db import connect
+
+log = logging.getLogger("intraday.sink")
+
+SINK_GROUP = "intraday-sink"
+
+
+def ts(epoch_s: float | None) -> dt.datetime | None:
+    return None if epoch_s is None else dt.datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def ts_iso(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    append_only: bool = False  # history: ON CONFLICT DO NOTHING
+
+
+TABLES = {t.name: t for t in (
+    TableSpec("asset_qh", ("asset_id", "delivery_start", "latest_version", "latest_kw", "tradeable_version",
+                           "tradeable_kw", "best_kw", "best_source", "live_kw", "live_samples", "final_kw",
+                           "redispatched", "in_scope", "known_at"), ("asset_id", "delivery_start")),
+    TableSpec("trading_qh", ("delivery_start", "book", "trades", "sold_mwh", "bought_mwh", "net_mwh",
+                             "revenue_eur", "vwap_eur_mwh", "idx_full_eur_mwh", "idx_3h_eur_mwh",
+                             "idx_1h_eur_mwh", "known_at"), ("delivery_start", "book")),
+    TableSpec("asset_imbalance_qh", ("asset_id", "delivery_start", "position_mwh", "actual_mwh",
+                                     "imbalance_mwh", "price_eur_mwh", "price_source", "cost_eur",
+                                     "known_at"), ("asset_id", "delivery_start")),
+    TableSpec("portfolio_qh", ("delivery_start", "best_of_infeed_kw", "latest_forecast_kw",
+                               "tradeable_forecast_kw", "net_sold_mwh", "imbalance_mwh",
+                               "imbalance_price_eur_mwh", "imbalance_price_source", "imbalance_cost_eur",
+                               "in_scope", "known_at"), ("delivery_start",)),
+    TableSpec("portfolio_qh_history", ("delivery_start", "known_at", "best_of_infeed_kw", "latest_forecast_kw",
+                                       "tradeable_forecast_kw", "net_sold_mwh", "imbalance_mwh",
+                                       "imbalance_price_eur_mwh", "imbalance_price_source",
+                                       "imbalance_cost_eur"), ("delivery_start", "known_at")),
+    TableSpec("alerts", ("alert_id", "delivery_start", "status", "kind", "severity", "subject", "detected_at",
+                         "payload"), ("alert_id", "status", "delivery_start"), append_only=True),
+    TableSpec("contracts", ("file_time", "contract_id", "asset_id", "metering_point_id", "capacity_mw",
+                            "technology", "contract_begin", "contract_end", "price_model", "price_eur_mwh",
+                            "fee_model", "fee", "fee_percent", "email", "errors"), ("file_time", "contract_id")),
+    TableSpec("technical_data", ("asset_id", "published_at", "name", "asset_type", "capacity_kw", "status",
+                                 "owner", "payload"), ("asset_id",)),
+    TableSpec("imbalance_prices", ("delivery_start", "kind", "published_at", "price_eur_mwh",
+                                   "unterdeckt_eur_mwh", "ueberdeckt_eur_mwh"),
+              ("delivery_start", "kind", "published_at")),
+    TableSpec("redispatch_compensation", ("delivery_start", "published_at", "price_eur_mwh"), ("delivery_start",)),
+    TableSpec("quarantine", ("topic", "source_file", "line", "reason", "raw"),
+              ("topic", "source_file", "line", "reason")),
+)}
+
+
+def _date(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
+
+
+def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
+    """The (table, row) pairs a record becomes; rows are tuples in TableSpec column order."""
+    if topic == topics.ASSET_QH:
+        known = ts(value.get("known_at"))
+        for s in value["assets"]:
+            yield "asset_qh", (s["asset_id"], ts(s["qh"]), ts(s["latest_version"]), s["latest_kw"],
+                               ts(s["tradeable_version"]), s["tradeable_kw"], s["best_kw"], s["best_source"],
+                               s["live_kw"], s["live_samples"], s["final_kw"], s["redispatched"],
+                               s["exists"], known)
+    elif topic == topics.TRADING_QH:
+        v = value
+        yield "trading_qh", (ts(v["qh"]), v["book"], v["trades"], v["sold_mwh"], v["bought_mwh"], v["net_mwh"],
+                             v["revenue_eur"], v["vwap_eur_mwh"], v["idx_full_eur_mwh"], v["idx_3h_eur_mwh"],
+                             v["idx_1h_eur_mwh"], ts(v.get("known_at")))
+    elif topic == topics.QH_RESULTS:
+        known = ts(value.get("known_at"))
+        p = value["portfolio"]
+        qh = ts(value["qh"])
+        yield "portfolio_qh", (qh, p["best_of_infeed_kw"], p["latest_forecast_kw"], p["tradeable_forecast_kw"],
+                               p["net_sold_mwh"], p["imbalance_mwh"], p["imbalance_price_eur_mwh"],
+                               p["imbalance_price_source"], p["imbalance_cost_eur"], p["in_scope"], known)
+        if known is not None and p["in_scope"]:
+            yield "portfolio_qh_history", (qh, known, p["best_of_infeed_kw"], p["latest_forecast_kw"],
+                                           p["tradeable_forecast_kw"], p["net_sold_mwh"], p["imbalance_mwh"],
+                                           p["imbalance_price_eur_mwh"], p["imbalance_price_source"],
+                                           p["imbalance_cost_eur"])
+        for a in value["assets"]:
+            yield "asset_imbalance_qh", (a["asset_id"], qh, a["position_mwh"], a["actual_mwh"], a["imbalance_mwh"],
+                                         a["price_eur_mwh"], a["price_source"], a["cost_eur"], known)
+    elif topic == topics.ALERTS:
+        yield "alerts", (value["alert_id"], ts_iso(value["delivery_start"]), value["status"], value["kind"],
+                         value["severity"], value["subject"], ts_iso(value["detected_at"]), orjson.dumps(value).decode())
+    elif topic == topics.CRM_CONTRACTS:
+        v = value
+        yield "contracts", (ts_iso(v["file_time"]), v["contract_id"], v["asset_id"], v.get("metering_point_id"),
+                            v.get("capacity_mw"), v.get("technology"), _date(v.get("contract_begin")),
+                            _date(v.get("contract_end")), v.get("price_model"), v.get("price_eur_mwh"),
+                            v.get("fee_model"), v.get("fee"), v.get("fee_percent"), v.get("email"),
+                            orjson.dumps(v.get("errors") or []).decode())
+    elif topic == topics.TECHNICAL_DATA:
+        v = value
+        yield "technical_data", (v["asset_id"], ts_iso(v["event_time"]), v.get("name"), v.get("asset_type"),
+                                 v.get("capacity_kw"), v.get("status"), v.get("owner"), orjson.dumps(v).decode())
+    elif topic == topics.IMBALANCE_PRICES:
+        v = value
+        yield "imbalance_prices", (ts_iso(v["delivery_start"]), v["kind"], ts_iso(v["published_at"]),
+                                   v.get("price_eur_mwh"), v.get("unterdeckt_eur_mwh"), v.get("ueberdeckt_eur_mwh"))
+    elif topic == topics.DSO_COMPENSATION:
+        v = value
+        yield "redispatch_compensation", (ts_iso(v["delivery_start"]), ts_iso(v["published_at"]), v["price_eur_mwh"])
+    elif topic.endswith(".dlq"):
+        yield "quarantine", (value.get("topic") or topic[:-4], value.get("source_file") or "?",
+                             int(value.get("line") or 0), value.get("reason") or "?", value.get("raw"))
+
+
+SINK_TOPICS = [topics.ASSET_QH, topics.TRADING_QH, topics.QH_RESULTS, topics.ALERTS, topics.CRM_CONTRACTS,
+               topics.TECHNICAL_DATA, topics.IMBALANCE_PRICES, topics.DSO_COMPENSATION,
+               *[topics.dlq(t) for t in (*topics.SOURCE_TOPICS, *topics.DERIVED_TOPICS)]]
+
+
+def write_batch(conn: psycopg.Connection, rows: dict[str, dict[tuple, tuple]],
+                offsets: dict[tuple[str, int], int]) -> int:
+    """Upsert the rows (already de-duplicated by key) and record the offsets, in one transaction."""
+    n = 0
+    with conn.transaction():
+        for name, by_key in rows.items():
+            if not by_key:
+                continue
+            spec = TABLES[name]
+            stage = sql.Identifier(f"stage_{name}")
+            cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+            conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                                 "ON COMMIT DELETE ROWS").format(stage, sql.Identifier(name)))
+            with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)) as copy:
+                for row in by_key.values():
+                    copy.write_row(row)
+            keys = sql.SQL(", ").join(map(sql.Identifier, spec.key))
+            if spec.append_only:
+                action = sql.SQL("DO NOTHING")
+            else:
+                updates = [c for c in spec.columns if c not in spec.key]
+                action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates))
+            conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                sql.Identifier(name), cols, cols, stage, keys, action))
+            n += len(by_key)
+        if offsets:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO sink_progress (topic, partition, next_offset, updated_at) VALUES (%s, %s, %s, now()) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
+                    "updated_at = now()", [(t, p, o) for (t, p), o in offsets.items()])
+    return n
+
+
+class Sink:
+    """The consume-upsert-commit loop. ``stop()`` (or SIGTERM) ends it after the current batch."""
+
+    def __init__(self, bootstrap: str, database_url: str, *, group: str = SINK_GROUP, batch_max: int = 20000,
+                 poll_timeout_s: float = 0.2, embedded: bool = True,
+                 on_batch: Callable[[int, int], None] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self.group = group
+        self.batch_max = batch_max
+        self.poll_timeout_s = poll_timeout_s
+        self.embedded = embedded
+        self.on_batch = on_batch
+        self._stop = threading.Event()
+        self.rows_written = 0
+        self.batches = 0
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def _consumer(self) -> Consumer:
+        conf = {"bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
+                "auto.offset.reset": "earliest", "enable.partition.eof": False}
+        if self.embedded:
+            conf.update({"fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+        c = Consumer(conf)
+        c.subscribe(SINK_TOPICS)
+        return c
+
+    def _connect(self) -> psycopg.Connection:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                conn = connect(self.database_url)
+                conn.execute("SET synchronous_commit = on")
+                conn.commit()
+                return conn
+            except Exception as exc:  # noqa: BLE001 - retried with backoff, reported
+                log.warning("database not reachable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise SystemExit(0)
+
+    def run(self) -> None:
+        consumer = self._consumer()
+        conn = self._connect()
+        log.info("sink consuming %d topics into %s", len(SINK_TOPICS), "the database")
+        try:
+            while not self._stop.is_set():
+                msgs = consumer.consume(self.batch_max, timeout=self.poll_timeout_s)
+                if not msgs:
+                    continue
+                rows: dict[str, dict[tuple, tuple]] = {}
+                offsets: dict[tuple[str, int], int] = {}
+                for m in msgs:
+                    if m.error():
+                        if m.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer error: %s", m.error())
+                        continue
+                    offsets[(m.topic(), m.partition())] = m.offset() + 1
+                    try:
+                        value = orjson.loads(m.value())
+                        for name, row in rows_of(m.topic(), value):
+                            spec = TABLES[name]
+                            key = tuple(row[spec.columns.index(k)] for k in spec.key)
+                            rows.setdefault(name, {})[key] = row
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                        log.warning("sink skipped an undecodable record %s[%s]@%s: %s", m.topic(),
+                                    m.partition(), m.offset(), exc)
+                n = self._write_with_retry(conn_ref := [conn], rows, offsets)
+                conn = conn_ref[0]
+                if n is None:
+                    break
+                # Only now, with the rows committed in the database, commit the offsets.
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                asynchronous=False)
+                self.rows_written += n
+                self.batches += 1
+                if self.on_batch:
+                    self.on_batch(len(msgs), n)
+        finally:
+            consumer.close()
+            conn.close()
+
+    def _write_with_retry(self, conn_ref: list, rows, offsets) -> int | None:
+        delay = 0.2
+        while True:
+            try:
+                return write_batch(conn_ref[0], rows, offsets)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                log.warning("database write failed (%s); retrying the same batch in %.1fs",
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc, delay)
+                if self._stop.is_set():
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    conn_ref[0].close()
+                except Exception:  # noqa: BLE001
+                    pass
+                conn_ref[0] = self._connect()
+
+
+def run_sink(bootstrap: str, database_url: str, embedded: bool) -> None:
+    sink = Sink(bootstrap, database_url, embedded=embedded)
+    signal.signal(signal.SIGTERM, sink.stop)
+    signal.signal(signal.SIGINT, sink.stop)
+    sink.run()

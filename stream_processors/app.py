@@ -1,0 +1,442 @@
+"""The Faust application: four agents keep the desk's state per quarter-hour.
+
+Flow (topics in ``intraday.topics``)::
+
+    vpp.forecasts, vpp.live-infeed,        --> assets   --> derived.asset-qh --+
+    dso.final-production, dso.redispatch       (by asset)                     |
+    exchange.private/public-trades,        --> trading  --> derived.trading-qh +--> qh --> derived.qh-results
+    derived.trade-slices                       (by delivery hour)              |   (by QH)   imbalance.alerts
+    crm.contracts                          --> portfolio --> derived.portfolio -+
+    imbalance.prices ------------------------------------------------------------+
+
+Each agent is a thin shell: decode raw bytes (a poison record goes to the DLQ), load the state
+of the touched keys from its table, call the pure rules of :mod:`intraday.rules`, write each
+changed key once per batch (explicitly to the changelog partition of the batch's source
+partition) and publish the new *absolute* results per key, so that redelivery is harmless.
+
+Crash safety (at-least-once): every state update is idempotent, except trade sums, which are
+guarded twice: a trade id is applied only at the offset of its first occurrence (table
+``seen-trades``), and each (book, QH) state keeps the highest source offset it has absorbed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+from faust.serializers import codecs
+
+from intraday import events, rules, topics
+from intraday.qh import HOUR_S, QH_S, iso, parse_iso, qh_slices
+from stream_processors.alerts import AlertConfig, evaluate_alerts
+
+log = logging.getLogger("intraday.processors")
+
+BATCH_MAX = 5000
+BATCH_WITHIN_S = 0.1
+
+
+class OrjsonCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+codecs.register("orjson", OrjsonCodec())
+
+
+def _patch_fetch_wait(ms: int) -> None:
+    """Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``; Tansu sleeps it out even
+    when data is there (embedded-stack.md), so the embedded mode lowers it."""
+    import aiokafka
+
+    base = aiokafka.AIOKafkaConsumer
+    if getattr(base, "_intraday_patched", False):
+        return
+
+    class Consumer(base):  # type: ignore[misc, valid-type]
+        _intraday_patched = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = ms
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = Consumer
+
+
+class Emitter:
+    """Collects output messages of a batch and sends them without awaiting each one."""
+
+    def __init__(self, app: faust.App, partitions: int) -> None:
+        self.app = app
+        self.partitions = partitions
+        self._topics: dict[str, Any] = {}
+
+    def topic(self, name: str):
+        t = self._topics.get(name)
+        if t is None:
+            t = self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
+        return t
+
+    def send(self, name: str, key: str, value: dict[str, Any], partition: int | None = None) -> None:
+        if partition is None:
+            partition = 0 if name in topics.SINGLE_PARTITION else topics.partition_for(key, self.partitions)
+        self.topic(name).send_soon(key=key.encode(), value=orjson.dumps(value), partition=partition)
+
+    def dead_letter(self, source_topic: str, message: Any, reason: str) -> None:
+        raw = message.value if isinstance(message.value, bytes) else b""
+        record = events.dlq_record(f"{message.topic}[{message.partition}]@{message.offset}",
+                                   message.offset, reason, raw.decode("utf-8", "replace"), source_topic)
+        self.topic(topics.dlq(source_topic)).send_soon(
+            key=source_topic.encode(), value=orjson.dumps(record), partition=0)
+        log.warning("poison record on %s[%s]@%s: %s", message.topic, message.partition,
+                    message.offset, reason)
+
+
+class StateCache:
+    """Batch-local view of a table: read each key once, write each changed key once."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.values: dict[str, Any] = {}
+        self.partition_of: dict[str, int] = {}
+        self.dirty: set[str] = set()
+
+    def get(self, key: str, partition: int, default: Any) -> Any:
+        v = self.values.get(key)
+        if v is None:
+            v = self.table.data.get(key)
+            if v is None:
+                v = default() if callable(default) else default
+            self.values[key] = v
+            self.partition_of[key] = partition
+        return v
+
+    def mark(self, key: str) -> None:
+        self.dirty.add(key)
+
+    def flush(self) -> None:
+        for key in self.dirty:
+            value = self.values[key]
+            self.table.data[key] = value
+            self.table.send_changelog(self.partition_of[key], key, value)
+        self.dirty.clear()
+
+
+def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str]):
+    for ev in evs:
+        msg = ev.message
+        try:
+            yield msg, events.decode(msg.value, expected)
+        except events.PoisonMessage as exc:
+            emitter.dead_letter(msg.topic, msg, str(exc))
+
+
+def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str = "intraday-processors",
+               web_port: int = 6066, alert_config: AlertConfig | None = None) -> faust.App:
+    """Build the Faust app and register its tables and agents. Nothing connects until it runs."""
+    conf: dict[str, Any] = {}
+    if embedded:
+        _patch_fetch_wait(10)
+        conf.update(broker_session_timeout=6, broker_heartbeat_interval=1, broker_rebalance_timeout=6,
+                    broker_request_timeout=30)
+    app = faust.App(
+        app_id, broker=f"kafka://{bootstrap}", store="memory://", topic_partitions=partitions,
+        topic_allow_declare=True, topic_disable_leader=False, value_serializer="raw",
+        key_serializer="raw", web_port=web_port, web_bind="127.0.0.1", web_enabled=True,
+        broker_commit_interval=0.5, producer_linger_ms=5, table_cleanup_interval=3600,
+        broker_max_poll_records=5000, stream_buffer_maxsize=20000, **conf)
+    alert_config = alert_config or AlertConfig()
+
+    def table(name: str):
+        return app.Table(name, partitions=partitions)  # JSON changelog (faust uses orjson when installed)
+
+    asset_state = table("asset-state")
+    trading_state = table("trading-state")
+    seen_trades = table("seen-trades")
+    qh_state = table("qh-state")
+    portfolio_state = table("portfolio-state")
+    emitter = Emitter(app, partitions)
+
+    def raw_topic(*names: str):
+        return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+    # ------------------------------------------------------------------ assets (by asset_id)
+    asset_types = frozenset({"forecast", "live_sample", "final_production", "redispatch_flag"})
+
+    @app.agent(raw_topic(topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH),
+               name="assets")
+    async def assets(stream):
+        async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            cache = StateCache(asset_state)
+            known: dict[str, float] = {}
+            for msg, e in _decode_batch(emitter, evs, asset_types):
+                try:
+                    _apply_asset_event(cache, msg.partition, e, known)
+                except (KeyError, TypeError, ValueError) as exc:
+                    emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
+            by_qh: dict[int, list] = defaultdict(list)
+            for key in cache.dirty:
+                asset_id, qh_text = key.rsplit("|", 1)
+                qh_s = int(qh_text)
+                by_qh[qh_s].append(rules.asset_snapshot(asset_id, qh_s, cache.values[key]))
+            cache.flush()
+            for qh_s, snaps in by_qh.items():
+                emitter.send(topics.ASSET_QH, iso(qh_s), {
+                    "schema_version": 1, "type": "asset_qh", "qh": qh_s,
+                    "known_at": max(known.get(s["asset_id"] + "|" + str(qh_s), 0) for s in snaps),
+                    "assets": snaps})
+
+    # ------------------------------------------------------------------ trading (by delivery hour)
+    trade_types = frozenset({"trade", "trade_slice"})
+
+    @app.agent(raw_topic(topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES), name="trading")
+    async def trading(stream):
+        async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            cache = StateCache(trading_state)
+            seen = StateCache(seen_trades)
+            known: dict[str, float] = {}
+            for msg, e in _decode_batch(emitter, evs, trade_types):
+                try:
+                    _apply_trade_event(cache, seen, emitter, partitions, msg, e, known)
+                except (KeyError, TypeError, ValueError) as exc:
+                    emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
+            changed = list(cache.dirty)
+            seen.flush()
+            cache.flush()
+            for key in changed:
+                book, qh_text = key.split("|")
+                qh_s = int(qh_text)
+                snap = rules.trading_snapshot(book, qh_s, cache.values[key])
+                snap["known_at"] = known.get(key)
+                emitter.send(topics.TRADING_QH, iso(qh_s), {"schema_version": 1, "type": "trading_qh", **snap})
+
+    # ------------------------------------------------------------------ portfolio membership
+    @app.agent(raw_topic(topics.CRM_CONTRACTS), name="portfolio")
+    async def portfolio(stream):
+        async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            cache = StateCache(portfolio_state)
+            files = cache.get("files", 0, dict)
+            before = _newest_members(files)
+            for msg, e in _decode_batch(emitter, evs, frozenset({"contract"})):
+                members = files.setdefault(e["file_time"], [])
+                if e["asset_id"] not in members:
+                    members.append(e["asset_id"])
+                    members.sort()
+                    cache.mark("files")
+            newest = _newest_members(files)
+            cache.flush()
+            if newest != before and newest is not None:
+                file_time, members = newest
+                for p in range(partitions):  # broadcast: every QH partition needs the membership
+                    emitter.send(topics.PORTFOLIO, "portfolio", {
+                        "schema_version": 1, "type": "portfolio", "file_time": file_time,
+                        "members": members}, partition=p)
+
+    # ------------------------------------------------------------------ imbalance per QH
+    qh_types = frozenset({"asset_qh", "trading_qh", "imbalance_price", "portfolio"})
+
+    @app.agent(raw_topic(topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO),
+               name="qh")
+    async def qh(stream):
+        async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            cache = StateCache(qh_state)
+            members_changed: set[int] = set()
+            known: dict[int, float] = {}
+            for msg, e in _decode_batch(emitter, evs, qh_types):
+                try:
+                    if e["type"] == "portfolio":
+                        mkey = f"members|{msg.partition}"
+                        m = cache.get(mkey, msg.partition, dict)
+                        if (m.get("file_time") or "") <= e["file_time"] and m.get("members") != e["members"]:
+                            m["file_time"], m["members"] = e["file_time"], e["members"]
+                            cache.mark(mkey)
+                            members_changed.add(msg.partition)
+                        continue
+                    _apply_qh_event(cache, msg.partition, e, known)
+                except (KeyError, TypeError, ValueError) as exc:
+                    emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
+            for p in members_changed:  # a new CRM file: every QH of the partition is recomputed
+                for key in list(qh_state.data.keys()):
+                    if key.startswith("qh|") and topics.partition_for(iso(int(key[3:])), partitions) == p:
+                        cache.get(key, p, dict)
+                        cache.mark(key)
+            changed = [k for k in cache.dirty if k.startswith("qh|")]
+            for key in changed:
+                qh_s = int(key[3:])
+                state = cache.values[key]
+                p = cache.partition_of[key]
+                m = cache.get(f"members|{p}", p, dict).get("members")
+                members = set(m) if m is not None else None
+                port = rules.portfolio_row(qh_s, state, members)
+                rows = [rules.asset_imbalance(aid, qh_s, a, state) for aid, a in state.get("a", {}).items()
+                        if a[4]]
+                known_at = known.get(qh_s) or state.get("k")
+                for alert in evaluate_alerts(alert_config, qh_s, state, port, known_at):
+                    emitter.send(topics.ALERTS, alert["subject"], alert)
+                emitter.send(topics.QH_RESULTS, iso(qh_s), {
+                    "schema_version": 1, "type": "qh_result", "qh": qh_s, "known_at": known_at,
+                    "portfolio": port, "assets": rows})
+            cache.flush()
+
+    app.intraday_tables = {  # type: ignore[attr-defined]
+        "asset-state": asset_state, "trading-state": trading_state, "seen-trades": seen_trades,
+        "qh-state": qh_state, "portfolio-state": portfolio_state}
+    return app
+
+
+def _newest_members(files: dict[str, list]) -> tuple[str, list] | None:
+    if not files:
+        return None
+    newest = max(files)
+    return newest, files[newest]
+
+
+def _apply_asset_event(cache: StateCache, partition: int, e: dict, known: dict[str, float]) -> None:
+    kind = e["type"]
+    asset_id = e["asset_id"]
+    t_known = parse_iso(e["event_time"])
+    if kind == "forecast":
+        version_s = parse_iso(e["version"])
+        for start, kw in zip(e["delivery_start"], e["power_kw"], strict=True):
+            qh_s = int(parse_iso(start))
+            key = f"{asset_id}|{qh_s}"
+            if rules.apply_forecast_row(cache.get(key, partition, dict), version_s, qh_s, float(kw)):
+                cache.mark(key)
+                known[key] = max(known.get(key, 0), t_known)
+        return
+    if kind == "live_sample":
+        ts = parse_iso(e["timestamp"])
+        qh_s = int(ts // QH_S) * QH_S
+        key = f"{asset_id}|{qh_s}"
+        if rules.apply_live_sample(cache.get(key, partition, dict), repr(ts), float(e["value_kw"])):
+            cache.mark(key)
+            known[key] = max(known.get(key, 0), t_known)
+        return
+    published_s = parse_iso(e["published_at"])
+    line = int(e.get("source_line") or 0)
+    if kind == "final_production":
+        qh_s = int(parse_iso(e["delivery_start"]))
+        key = f"{asset_id}|{qh_s}"
+        if rules.apply_final(cache.get(key, partition, dict), published_s, line, float(e["value_kw"])):
+            cache.mark(key)
+            known[key] = max(known.get(key, 0), t_known)
+    elif kind == "redispatch_flag":
+        start_s = int(parse_iso(e["delivery_start"]))
+        end_s = int(parse_iso(e["delivery_end"]))
+        for qh_s in qh_slices(start_s, end_s):
+            key = f"{asset_id}|{qh_s}"
+            if rules.apply_redispatch(cache.get(key, partition, dict), published_s, line,
+                                      bool(e["is_redispatched"])):
+                cache.mark(key)
+                known[key] = max(known.get(key, 0), t_known)
+
+
+def _apply_trade_event(cache: StateCache, seen: StateCache, emitter: Emitter, partitions: int,
+                       msg: Any, e: dict, known: dict[str, float]) -> None:
+    """Apply a trade (or a forwarded slice) exactly once per trade id, crash-safe.
+
+    ``seen-trades[book|id]`` holds the source position of the id's first occurrence: a later
+    occurrence at another position is a re-sent duplicate and is ignored; the same position
+    again is a redelivery after a crash, which each (book, QH) state absorbs only if its
+    per-source watermark is below that offset.
+    """
+    book = e["book"]
+    pos = f"{msg.topic}:{msg.partition}:{msg.offset}"
+    t_known = parse_iso(e.get("event_time") or e["execution_time"])
+    if e["type"] == "trade_slice":
+        ident = f"{book}|{e['trade_id']}|{e['qh']}"
+        slices = [int(e["qh"])]
+    else:
+        ident = f"{book}|{e['trade_id']}"
+        slices = qh_slices(int(parse_iso(e["delivery_start"])), int(parse_iso(e["delivery_end"])))
+    first = seen.get(ident, msg.partition, None)
+    if first is None:
+        seen.values[ident] = pos
+        seen.mark(ident)
+    elif first != pos:
+        return  # a duplicate of an id already counted
+    side = e.get("side") if book == "private" else None
+    volume = float(e["volume_mw"])
+    price = float(e["price_eur_mwh"])
+    execution_s = parse_iso(e["execution_time"])
+    home_hour = slices[0] - slices[0] % HOUR_S if e["type"] == "trade" else None
+    wm_key = f"{msg.topic}:{msg.partition}"
+    for qh_s in slices:
+        if home_hour is not None and qh_s - qh_s % HOUR_S != home_hour:
+            # a multi-hour product: the slice belongs to another hour's owner
+            emitter.send(topics.TRADE_SLICES, iso(qh_s), {
+                "schema_version": 1, "type": "trade_slice", "book": book, "trade_id": e["trade_id"],
+                "qh": qh_s, "side": side, "volume_mw": volume, "price_eur_mwh": price,
+                "execution_time": e["execution_time"], "event_time": e.get("event_time")},
+                partition=topics.trade_partition(qh_s, partitions))
+            continue
+        key = f"{book}|{qh_s}"
+        state = cache.get(key, msg.partition, rules.new_trading_state)
+        wm = state.setdefault("wm", {})
+        if wm.get(wm_key, -1) >= msg.offset:
+            continue  # already absorbed before a restart
+        rules.apply_trade_slice(state, qh_s, side, volume, price, execution_s)
+        wm[wm_key] = msg.offset
+        cache.mark(key)
+        known[key] = max(known.get(key, 0), t_known)
+
+
+def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int, float]) -> None:
+    kind = e["type"]
+    if kind == "imbalance_price":
+        qh_s = int(parse_iso(e["delivery_start"]))
+        k = parse_iso(e["event_time"])
+        state = cache.get(f"qh|{qh_s}", partition, dict)
+        if rules.apply_price(state, e["kind"], parse_iso(e["published_at"]), int(e.get("source_line") or 0),
+                             e.get("price_eur_mwh"), e.get("unterdeckt_eur_mwh"), e.get("ueberdeckt_eur_mwh")):
+            _touch(cache, qh_s, state, k, known)
+        return
+    qh_s = int(e["qh"])
+    key = f"qh|{qh_s}"
+    state = cache.get(key, partition, dict)
+    k = e.get("known_at") or 0
+    if kind == "asset_qh":
+        a = state.setdefault("a", {})
+        changed = False
+        for s in e["assets"]:
+            new = [s["best_kw"], s["latest_kw"], s["tradeable_kw"], s["redispatched"], s["exists"]]
+            if a.get(s["asset_id"]) != new:
+                a[s["asset_id"]] = new
+                changed = True
+        if changed:
+            _touch(cache, qh_s, state, k, known)
+    elif kind == "trading_qh":
+        state["has_trades"] = True
+        if e["book"] == "private":
+            snap = {"net_mwh": e["net_mwh"], "trades": e["trades"]}
+            if state.get("t") == snap:
+                return
+            state["t"] = snap
+        _touch(cache, qh_s, state, k, known)
+
+
+def _touch(cache: StateCache, qh_s: int, state: dict, k: float, known: dict[int, float]) -> None:
+    if k and k > (state.get("k") or 0):
+        state["k"] = k
+    known[qh_s] = max(known.get(qh_s, 0), k or 0)
+    cache.mark(f"qh|{qh_s}")
+
+
+def app_from_env() -> faust.App:
+    """The worker's app, configured from the environment (``intraday worker`` sets it)."""
+    from intraday.config import Settings
+
+    settings = Settings.from_env()
+    if not settings.kafka_bootstrap:
+        raise SystemExit("KAFKA_BOOTSTRAP_SERVERS must be set for a worker (intraday run/demo set it)")
+    return create_app(settings.kafka_bootstrap, settings.partitions,
+                      embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
+                      web_port=int(os.environ.get("INTRADAY_WORKER_WEB_PORT", "6066")),
+                      alert_config=AlertConfig.from_settings(settings))
