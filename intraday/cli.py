@@ -122,7 +122,8 @@ def build_parser() -> Parser:
     s = cmd("dashboard", "run the dashboard (production entry point)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=None)
-    s = cmd("migrate", "apply the database migrations in sql/")
+    cmd("migrate", "apply the database migrations in sql/")
+    cmd("topics", "create every topic with its declared partition count; check existing ones")
     return p
 
 
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        if not args.verbose:
+            logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
@@ -329,6 +332,9 @@ def cmd_sink(args, settings: Settings) -> int:
 
     if not settings.kafka_bootstrap or not settings.database_url:
         raise CliError("the sink needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (intraday run/demo set them)")
+    from intraday.kafka import ensure_topics
+
+    ensure_topics(settings.kafka_bootstrap, settings.partitions)
     migrate(settings.database_url)
     import os
 
@@ -356,6 +362,16 @@ def cmd_migrate(args, settings: Settings) -> int:
         if server is not None:
             server.cleanup()
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return EXIT_OK
+
+
+def cmd_topics(args, settings: Settings) -> int:
+    from intraday.kafka import ensure_topics
+
+    if not settings.kafka_bootstrap:
+        raise CliError("set KAFKA_BOOTSTRAP_SERVERS: the embedded broker is created per command")
+    counts = ensure_topics(settings.kafka_bootstrap, settings.partitions)
+    print(f"{len(counts)} topics ready")
     return EXIT_OK
 
 
@@ -389,8 +405,11 @@ def cmd_alerts(args, settings: Settings) -> int:
     else:
         bootstrap = settings.kafka_bootstrap
     del start_services
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"intraday-alerts-cli-{time.time_ns()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    from intraday.kafka import client_conf
+
+    c = Consumer(client_conf(bootstrap, **{"group.id": f"intraday-alerts-cli-{time.time_ns()}",
+                                           "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                           "fetch.wait.max.ms": 50}))
     c.subscribe([topics.ALERTS])
     seen: set[tuple[str, str]] = set()
     idle_since = time.monotonic()

@@ -11,6 +11,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from intraday import topics
 
 log = logging.getLogger("intraday.kafka")
+# librdkafka's own connection chatter goes through Python logging (quiet unless -v), so a user
+# with an unreachable broker reads one line from us, not a hundred from the client library.
+RDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
+def client_conf(bootstrap: str, **extra) -> dict:
+    conf = {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG}
+    conf.update(extra)
+    return conf
 
 
 class BrokerError(RuntimeError):
@@ -18,7 +27,7 @@ class BrokerError(RuntimeError):
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    return AdminClient(client_conf(bootstrap, **{"socket.timeout.ms": 5000}))
 
 
 def check_reachable(bootstrap: str, timeout: float = 8.0) -> None:
@@ -69,7 +78,7 @@ def ensure_topics(bootstrap: str, partitions: int) -> dict[str, int]:
 
 def producer(bootstrap: str, **extra) -> Producer:
     """An idempotent producer (acks=all): a retried send is not written twice."""
-    conf = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+    conf = {**client_conf(bootstrap), "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
             "compression.type": "none"}
     conf.update(extra)
@@ -77,8 +86,7 @@ def producer(bootstrap: str, **extra) -> Producer:
 
 
 def high_watermarks(bootstrap: str, names: list[str]) -> dict[tuple[str, int], int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "intraday-watermarks",
-                  "enable.auto.commit": False})
+    c = Consumer(client_conf(bootstrap, **{"group.id": "intraday-watermarks", "enable.auto.commit": False}))
     try:
         md = c.list_topics(timeout=10)
         out = {}
@@ -95,7 +103,7 @@ def high_watermarks(bootstrap: str, names: list[str]) -> dict[tuple[str, int], i
 
 
 def committed_offsets(bootstrap: str, group: str, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer(client_conf(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
     try:
         res = c.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
         return {(r.topic, r.partition): (r.offset if r.offset >= 0 else 0) for r in res}

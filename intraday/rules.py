@@ -82,6 +82,8 @@ def apply_redispatch(state: dict[str, Any], published_s: float, line: int, flag:
     if not _newer(old, published_s, line):
         return False
     new = [published_s, line, 1 if flag else 0]
+    if flag and not state.get("rx"):
+        state["rx"] = 1  # a QH once flagged stays reported, even if a newer file withdraws it
     if old == new:
         return False
     state["rd"] = new
@@ -89,9 +91,9 @@ def apply_redispatch(state: dict[str, Any], published_s: float, line: int, flag:
 
 
 def asset_qh_exists(state: dict[str, Any]) -> bool:
-    """An (asset, QH) is reported when it has a forecast row, a measurement or a redispatch flag."""
-    rd = state.get("rd")
-    return bool(state.get("fx") or state.get("ls") or state.get("fn") or (rd and rd[2]))
+    """An (asset, QH) is reported when it has a forecast row, a measurement or has ever been
+    flagged as redispatched."""
+    return bool(state.get("fx") or state.get("ls") or state.get("fn") or state.get("rx"))
 
 
 def live_mean(state: dict[str, Any]) -> float | None:
@@ -192,20 +194,30 @@ def trading_snapshot(book: str, qh_s: int, state: dict[str, Any]) -> dict[str, A
 # ---------------------------------------------------------------------------------------------
 # Section 4: imbalance per QH. QH state: a {asset_id: [best_kw, latest_kw, tradeable_kw,
 # redispatched, exists]}, t private trading snapshot (or None), est [published, line, price],
-# fin [published, line, unterdeckt, ueberdeckt].
+# fu / fo [published, line, price] final reBAP unterdeckt / ueberdeckt.
 
 
 def apply_price(state: dict[str, Any], kind: str, published_s: float, line: int,
                 price: float | None, unterdeckt: float | None, ueberdeckt: float | None) -> bool:
-    key = "fin" if kind == "final" else "est"
-    old = state.get(key)
-    if not _newer(old, published_s, line):
-        return False
-    new = [published_s, line, unterdeckt, ueberdeckt] if kind == "final" else [published_s, line, price]
-    if old == new:
-        return False
-    state[key] = new
-    return True
+    """Fold an imbalance price row into the QH state; each column resolves on its own.
+
+    estimate: the newest estimate row (file time, then line). final: per column (unterdeckt,
+    ueberdeckt) the newest final row with a value in that column, so a final file that misses a
+    price does not hide an older final value (docs/interpretations.md).
+    """
+    changed = False
+    columns = (("fu", unterdeckt), ("fo", ueberdeckt)) if kind == "final" else (("est", price),)
+    for key, value in columns:
+        if value is None:
+            continue
+        old = state.get(key)
+        if not _newer(old, published_s, line):
+            continue
+        new = [published_s, line, value]
+        if old != new:
+            state[key] = new
+            changed = True
+    return changed
 
 
 def imbalance_price(state: dict[str, Any], imbalance_mwh: float | None) -> tuple[float | None, str]:
@@ -213,13 +225,11 @@ def imbalance_price(state: dict[str, Any], imbalance_mwh: float | None) -> tuple
 
     short (imbalance < 0) pays ``reBAP unterdeckt``; long or zero ``reBAP ueberdeckt``.
     """
-    fin = state.get("fin")
-    if fin is not None:
-        price = fin[2] if (imbalance_mwh is not None and imbalance_mwh < 0) else fin[3]
-        if price is not None:
-            return price, "final"
+    final = state.get("fu" if (imbalance_mwh is not None and imbalance_mwh < 0) else "fo")
+    if final is not None:
+        return final[2], "final"
     est = state.get("est")
-    if est is not None and est[2] is not None:
+    if est is not None:
         return est[2], "estimate"
     return None, "missing"
 

@@ -168,8 +168,13 @@ class Stack:
 
 def worker_main() -> None:
     """Entry point of ``intraday worker``: the Faust worker of the stream processors."""
+    from intraday.config import Settings
+    from intraday.kafka import ensure_topics
     from stream_processors.app import app_from_env
 
+    settings = Settings.from_env()
+    if settings.kafka_bootstrap:  # topics exist with their declared counts before Faust touches one
+        ensure_topics(settings.kafka_bootstrap, settings.partitions)
     app = app_from_env()
     level = os.environ.get("INTRADAY_WORKER_LOGLEVEL", "info")
     datadir = os.environ.get("INTRADAY_WORKER_DATADIR")

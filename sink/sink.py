@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from psycopg import sql
 
 from intraday import topics
+from intraday.kafka import client_conf
 from intraday.qh import UTC
 from sink.db import connect
 
@@ -206,8 +207,8 @@ class Sink:
         self._stop.set()
 
     def _consumer(self) -> Consumer:
-        conf = {"bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
-                "auto.offset.reset": "earliest", "enable.partition.eof": False}
+        conf = client_conf(self.bootstrap, **{"group.id": self.group, "enable.auto.commit": False,
+                                              "auto.offset.reset": "earliest", "enable.partition.eof": False})
         if self.embedded:
             conf.update({"fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
         c = Consumer(conf)

@@ -5,6 +5,8 @@ Each test that writes gets its own database (``fresh_db``) or its own topics/gro
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -18,8 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def state_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("state")
+def state_dir() -> Path:
+    """Session state (the embedded PostgreSQL's data) outside pytest's basetemp, whose retention
+    would delete it under a running server when another pytest process starts."""
+    d = Path(tempfile.mkdtemp(prefix="intraday-tests-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

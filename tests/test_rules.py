@@ -112,17 +112,20 @@ def test_imbalance_price_short_pays_unterdeckt_long_pays_ueberdeckt_else_estimat
     assert rules.imbalance_price(s, -1.0) == (80.0, "final")
     assert rules.imbalance_price(s, 1.0) == (60.0, "final")
     assert rules.imbalance_price(s, 0.0) == (60.0, "final")
+    rules.apply_price(s, "final", 30.0, 1, None, None, 70.0)  # a newer final file lacks unterdeckt
+    assert rules.imbalance_price(s, -1.0) == (80.0, "final")
+    assert rules.imbalance_price(s, 1.0) == (70.0, "final")
 
 
 def test_a_redispatched_asset_carries_no_imbalance_but_shows_position_and_actual():
-    s = {"fin": [1.0, 1, 100.0, 90.0]}
+    s = {"fu": [1.0, 1, 100.0], "fo": [1.0, 1, 90.0]}
     row = rules.asset_imbalance("A", T, [0.0, 400.0, 4000.0, True, True], s)
     assert row["imbalance_mwh"] == 0.0 and row["cost_eur"] == 0.0
     assert row["position_mwh"] == 1.0 and row["actual_mwh"] == 0.0
 
 
 def test_asset_imbalance_is_actual_minus_position_and_cost_is_minus_imbalance_times_price():
-    s = {"fin": [1.0, 1, 100.0, 90.0]}
+    s = {"fu": [1.0, 1, 100.0], "fo": [1.0, 1, 90.0]}
     row = rules.asset_imbalance("A", T, [2000.0, 0.0, 4000.0, False, True], s)
     # actual 0.5 MWh, position 1.0 MWh: short 0.5 MWh at unterdeckt 100 -> we pay 50
     assert row["imbalance_mwh"] == -0.5 and row["price_eur_mwh"] == 100.0 and row["cost_eur"] == 50.0

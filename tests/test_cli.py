@@ -1,0 +1,79 @@
+"""The command line: --help everywhere, one-line errors with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from intraday.cli import build_parser
+
+COMMANDS = ["demo", "replay", "run", "export", "generate-day", "invoices", "alerts", "status", "worker", "topics",
+            "sink", "dashboard", "migrate"]
+
+
+def intraday(*args, env=None, timeout=120):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "intraday.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+def test_every_contract_command_exists_with_help():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(COMMANDS) <= set(sub.choices)
+    for name in COMMANDS:
+        r = intraday(name, "--help")
+        assert r.returncode == 0, r.stderr
+        assert "usage: intraday" in r.stdout and "KAFKA_BOOTSTRAP_SERVERS" in r.stdout
+
+
+def _one_line_error(r):
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.strip().splitlines() if "RuntimeDirWarning" not in line
+             and "user_runtime_dir" not in line and " INFO " not in line]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def test_a_missing_day_directory_is_one_line_and_non_zero(tmp_path):
+    line = _one_line_error(intraday("run", str(tmp_path / "nope"), "--speed", "max", "--until-drained"))
+    assert "not found" in line and "nope" in line
+
+
+def test_an_unknown_option_is_one_line_and_exit_2():
+    r = intraday("run", "x", "--sped", "3")
+    assert r.returncode == 2
+    assert "--sped" in _one_line_error(r)
+
+
+@pytest.mark.parametrize("speed", ["0", "-5", "fast"])
+def test_a_bad_speed_is_refused(tmp_path, speed):
+    line = _one_line_error(intraday("replay", str(tmp_path), "--speed", speed))
+    assert "--speed" in line
+
+
+def test_an_unreachable_broker_is_one_line_and_non_zero(tmp_path, fresh_db):
+    (tmp_path / "day").mkdir()
+    r = intraday("run", str(tmp_path / "day"), "--speed", "max", "--until-drained",
+                 env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATABASE_URL": fresh_db,
+                      "INTRADAY_STATE_DIR": str(tmp_path / "state")})
+    assert "not reachable" in _one_line_error(r)
+
+
+def test_an_unreachable_database_is_one_line_and_non_zero(tmp_path):
+    r = intraday("export", str(tmp_path / "out"),
+                 env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert "not reachable" in _one_line_error(r)
+
+
+def test_a_bad_setting_names_the_variable(tmp_path):
+    r = intraday("status", env={"INTRADAY_PARTITIONS": "many"})
+    assert "INTRADAY_PARTITIONS" in _one_line_error(r)
+
+
+def test_a_bad_month_is_refused():
+    assert "--month" in _one_line_error(intraday("invoices", "--month", "2025-13"))
