@@ -305,8 +305,16 @@ def cmd_demo(args, settings: Settings) -> int:
         stack.start_sink()
         stack.start_worker()
         port = settings.dashboard_port
+        from dashboard.auth import ensure_demo_user
+
+        creds = ensure_demo_user(settings)
         stack.spawn("dashboard", ["dashboard", "--port", str(port)])
         print(f"dashboard: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+        if creds:
+            print(f"login: user {creds[0]!r}, password {creds[1]!r} (stored hashed in {settings.users_file})",
+                  flush=True)
+        elif settings.auth:
+            print(f"login: users from {settings.users_file}", flush=True)
         _replay(stack, parsed, speed)
         print("replay finished; the dashboard keeps running until Ctrl-C", flush=True)
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from intraday import topics
@@ -85,7 +85,43 @@ def producer(bootstrap: str, **extra) -> Producer:
     return Producer(conf)
 
 
+def true_end_offsets(bootstrap: str, reported: dict[tuple[str, int], int],
+                     timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """The real end offset (next offset to be written) of each partition.
+
+    Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of the last
+    record *batch* plus one, which is too low when that batch holds several records (probed: 3
+    records in one batch -> "latest" 1). A fetch response's high watermark is right, so this
+    reads from one below the reported end to the end of each partition and takes the larger
+    of the two. On Apache Kafka the probe finds nothing beyond the reported end.
+    """
+    todo = {tp: off for tp, off in reported.items() if off > 0}
+    out = dict(reported)
+    if not todo:
+        return out
+    c = Consumer(client_conf(bootstrap, **{"group.id": "intraday-end-probe", "enable.auto.commit": False,
+                                           "enable.partition.eof": True, "fetch.wait.max.ms": 10}))
+    try:
+        c.assign([TopicPartition(t, p, off - 1) for (t, p), off in todo.items()])
+        pending = set(todo)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for m in c.consume(10000, timeout=0.2):
+                tp = (m.topic(), m.partition())
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(tp)
+                    continue
+                out[tp] = max(out[tp], m.offset() + 1)
+        if pending:
+            raise BrokerError(f"could not read the end of {len(pending)} partitions within {timeout:.0f}s")
+        return out
+    finally:
+        c.close()
+
+
 def high_watermarks(bootstrap: str, names: list[str]) -> dict[tuple[str, int], int]:
+    """End offset per partition of the named topics (see :func:`true_end_offsets`)."""
     c = Consumer(client_conf(bootstrap, **{"group.id": "intraday-watermarks", "enable.auto.commit": False}))
     try:
         md = c.list_topics(timeout=10)
@@ -97,9 +133,9 @@ def high_watermarks(bootstrap: str, names: list[str]) -> dict[tuple[str, int], i
             for p in t.partitions:
                 lo, hi = c.get_watermark_offsets(TopicPartition(name, p), timeout=10)
                 out[(name, p)] = hi
-        return out
     finally:
         c.close()
+    return true_end_offsets(bootstrap, out)
 
 
 def committed_offsets(bootstrap: str, group: str, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

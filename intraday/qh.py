@@ -21,7 +21,7 @@ QH_S = 900
 HOUR_S = 3600
 GATE_CLOSURE_S = 900
 BERLIN = ZoneInfo("Europe/Berlin")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MS_THRESHOLD = 1e11  # an epoch value below this is seconds, above it milliseconds
 
 

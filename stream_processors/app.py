@@ -51,10 +51,20 @@ class OrjsonCodec(codecs.Codec):
 codecs.register("orjson", OrjsonCodec())
 
 
-def _patch_fetch_wait(ms: int) -> None:
-    """Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``; Tansu sleeps it out even
-    when data is there (embedded-stack.md), so the embedded mode lowers it."""
+def _patch_for_tansu(fetch_wait_ms: int) -> None:
+    """Embedded-mode fixes of the aiokafka consumer Faust creates (Tansu, embedded-stack.md).
+
+    - Faust's driver hard-codes ``fetch_max_wait_ms=1500`` and Tansu sleeps it out even when
+      data is there: lowered to ``fetch_wait_ms``.
+    - Tansu's ListOffsets(latest) is too low when the last record batch holds several records;
+      Faust ends table recovery at that offset and would drop the rest of the batch. The end
+      offsets are corrected by reading the partition's tail (:func:`true_end_offsets`).
+    """
+    import asyncio
+
     import aiokafka
+
+    from intraday.kafka import true_end_offsets
 
     base = aiokafka.AIOKafkaConsumer
     if getattr(base, "_intraday_patched", False):
@@ -64,8 +74,16 @@ def _patch_fetch_wait(ms: int) -> None:
         _intraday_patched = True
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["fetch_max_wait_ms"] = ms
+            kwargs["fetch_max_wait_ms"] = fetch_wait_ms
             super().__init__(*args, **kwargs)
+
+        async def end_offsets(self, partitions):  # type: ignore[no-untyped-def]
+            reported = await super().end_offsets(partitions)
+            servers = self._client._bootstrap_servers
+            bootstrap = servers if isinstance(servers, str) else ",".join(servers)
+            fixed = await asyncio.get_running_loop().run_in_executor(
+                None, true_end_offsets, bootstrap, {(tp.topic, tp.partition): off for tp, off in reported.items()})
+            return {tp: fixed[(tp.topic, tp.partition)] for tp in reported}
 
     aiokafka.AIOKafkaConsumer = Consumer
 
@@ -143,7 +161,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     """Build the Faust app and register its tables and agents. Nothing connects until it runs."""
     conf: dict[str, Any] = {}
     if embedded:
-        _patch_fetch_wait(10)
+        _patch_for_tansu(10)
         conf.update(broker_session_timeout=6, broker_heartbeat_interval=1, broker_rebalance_timeout=6,
                     broker_request_timeout=30)
     app = faust.App(
@@ -157,7 +175,8 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     def table(name: str):
         return app.Table(name, partitions=partitions)  # JSON changelog (faust uses orjson when installed)
 
-    asset_state = table("asset-state")
+    asset_obs = table("asset-observations")
+    forecast_versions = table("forecast-versions")
     trading_state = table("trading-state")
     seen_trades = table("seen-trades")
     qh_state = table("qh-state")
@@ -169,28 +188,41 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
 
     # ------------------------------------------------------------------ assets (by asset_id)
     asset_types = frozenset({"forecast", "live_sample", "final_production", "redispatch_flag"})
+    forecasts = ForecastIndex(forecast_versions)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app_, revoked, **kwargs):  # another worker may now update those assets
+        forecasts.clear()
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(app_, assigned, **kwargs):
+        forecasts.clear()
 
     @app.agent(raw_topic(topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH),
                name="assets")
     async def assets(stream):
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            cache = StateCache(asset_state)
-            known: dict[str, float] = {}
+            obs = StateCache(asset_obs)
+            versions = StateCache(forecast_versions)
+            changed: dict[str, float] = {}  # "asset|qh" -> knowledge time
             for msg, e in _decode_batch(emitter, evs, asset_types):
                 try:
-                    _apply_asset_event(cache, msg.partition, e, known)
+                    _apply_asset_event(obs, versions, forecasts, msg.partition, e, changed)
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
             by_qh: dict[int, list] = defaultdict(list)
-            for key in cache.dirty:
+            for key in changed:
                 asset_id, qh_text = key.rsplit("|", 1)
                 qh_s = int(qh_text)
-                by_qh[qh_s].append(rules.asset_snapshot(asset_id, qh_s, cache.values[key]))
-            cache.flush()
+                state = dict(obs.values.get(key) or asset_obs.data.get(key) or {})
+                state.update(forecasts.state(asset_id, qh_s))
+                by_qh[qh_s].append(rules.asset_snapshot(asset_id, qh_s, state))
+            versions.flush()
+            obs.flush()
             for qh_s, snaps in by_qh.items():
                 emitter.send(topics.ASSET_QH, iso(qh_s), {
                     "schema_version": 1, "type": "asset_qh", "qh": qh_s,
-                    "known_at": max(known.get(s["asset_id"] + "|" + str(qh_s), 0) for s in snaps),
+                    "known_at": max(changed[s["asset_id"] + "|" + str(qh_s)] for s in snaps),
                     "assets": snaps})
 
     # ------------------------------------------------------------------ trading (by delivery hour)
@@ -224,7 +256,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
             cache = StateCache(portfolio_state)
             files = cache.get("files", 0, dict)
             before = _newest_members(files)
-            for msg, e in _decode_batch(emitter, evs, frozenset({"contract"})):
+            for _msg, e in _decode_batch(emitter, evs, frozenset({"contract"})):
                 members = files.setdefault(e["file_time"], [])
                 if e["asset_id"] not in members:
                     members.append(e["asset_id"])
@@ -286,7 +318,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
             cache.flush()
 
     app.intraday_tables = {  # type: ignore[attr-defined]
-        "asset-state": asset_state, "trading-state": trading_state, "seen-trades": seen_trades,
+        "asset-observations": asset_obs, "forecast-versions": forecast_versions, "trading-state": trading_state, "seen-trades": seen_trades,
         "qh-state": qh_state, "portfolio-state": portfolio_state}
     return app
 
@@ -298,44 +330,107 @@ def _newest_members(files: dict[str, list]) -> tuple[str, list] | None:
     return newest, files[newest]
 
 
-def _apply_asset_event(cache: StateCache, partition: int, e: dict, known: dict[str, float]) -> None:
+class ForecastIndex:
+    """Latest and tradeable forecast per (asset, QH), derived in memory from the stored versions.
+
+    The table ``forecast-versions`` keeps each version once (key ``asset|version``), so a new
+    version costs one changelog record instead of one per quarter-hour it covers. The derived
+    per-QH state is rebuilt from that table after a restart or a rebalance, on first use of an
+    asset; the rule (newest version wins, order-independent) makes the rebuild exact.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.by_asset: dict[str, dict[int, dict[str, Any]]] = {}
+        self._versions_of: dict[str, list[str]] | None = None
+
+    def clear(self) -> None:
+        self.by_asset.clear()
+        self._versions_of = None
+
+    def _asset(self, asset_id: str) -> dict[int, dict[str, Any]]:
+        derived = self.by_asset.get(asset_id)
+        if derived is None:
+            derived = self.by_asset[asset_id] = {}
+            if self._versions_of is None:
+                self._versions_of = defaultdict(list)
+                for key in list(self.table.data.keys()):
+                    self._versions_of[key.rsplit("|", 1)[0]].append(key)
+            for key in self._versions_of.pop(asset_id, []):
+                v = self.table.data.get(key)
+                if v:
+                    self._fold(derived, float(key.rsplit("|", 1)[1]), v["s"], v["p"], None)
+        return derived
+
+    @staticmethod
+    def _fold(derived: dict, version_s: float, starts: list, powers: list, changed: list | None) -> None:
+        for qh_s, kw in zip(starts, powers, strict=True):
+            st = derived.get(qh_s)
+            if st is None:
+                st = derived[qh_s] = {}
+            if rules.apply_forecast_row(st, version_s, qh_s, kw) and changed is not None:
+                changed.append(qh_s)
+
+    def apply(self, asset_id: str, version_s: float, starts: list[int], powers: list[float]) -> list[int]:
+        """Fold a version in; returns the QHs whose forecast state changed."""
+        changed: list[int] = []
+        self._fold(self._asset(asset_id), version_s, starts, powers, changed)
+        return changed
+
+    def state(self, asset_id: str, qh_s: int) -> dict[str, Any]:
+        return self._asset(asset_id).get(qh_s, {})
+
+
+def _apply_asset_event(obs: StateCache, versions: StateCache, forecasts: ForecastIndex, partition: int,
+                       e: dict, changed: dict[str, float]) -> None:
     kind = e["type"]
     asset_id = e["asset_id"]
     t_known = parse_iso(e["event_time"])
+
+    def touched(qh_s: int) -> None:
+        key = f"{asset_id}|{qh_s}"
+        if changed.get(key, 0) < t_known:
+            changed[key] = t_known
+
     if kind == "forecast":
         version_s = parse_iso(e["version"])
-        for start, kw in zip(e["delivery_start"], e["power_kw"], strict=True):
-            qh_s = int(parse_iso(start))
-            key = f"{asset_id}|{qh_s}"
-            if rules.apply_forecast_row(cache.get(key, partition, dict), version_s, qh_s, float(kw)):
-                cache.mark(key)
-                known[key] = max(known.get(key, 0), t_known)
+        starts = [int(parse_iso(x)) for x in e["delivery_start"]]
+        powers = [float(x) for x in e["power_kw"]]
+        if len(starts) != len(powers):
+            raise ValueError("delivery_start and power_kw differ in length")
+        vkey = f"{asset_id}|{version_s!r}"
+        value = {"s": starts, "p": powers}
+        if versions.get(vkey, partition, None) != value:
+            versions.values[vkey] = value
+            versions.mark(vkey)
+        for qh_s in forecasts.apply(asset_id, version_s, starts, powers):
+            touched(qh_s)
         return
     if kind == "live_sample":
         ts = parse_iso(e["timestamp"])
         qh_s = int(ts // QH_S) * QH_S
         key = f"{asset_id}|{qh_s}"
-        if rules.apply_live_sample(cache.get(key, partition, dict), repr(ts), float(e["value_kw"])):
-            cache.mark(key)
-            known[key] = max(known.get(key, 0), t_known)
+        if rules.apply_live_sample(obs.get(key, partition, dict), repr(ts), float(e["value_kw"])):
+            obs.mark(key)
+            touched(qh_s)
         return
     published_s = parse_iso(e["published_at"])
     line = int(e.get("source_line") or 0)
     if kind == "final_production":
         qh_s = int(parse_iso(e["delivery_start"]))
         key = f"{asset_id}|{qh_s}"
-        if rules.apply_final(cache.get(key, partition, dict), published_s, line, float(e["value_kw"])):
-            cache.mark(key)
-            known[key] = max(known.get(key, 0), t_known)
+        if rules.apply_final(obs.get(key, partition, dict), published_s, line, float(e["value_kw"])):
+            obs.mark(key)
+            touched(qh_s)
     elif kind == "redispatch_flag":
         start_s = int(parse_iso(e["delivery_start"]))
         end_s = int(parse_iso(e["delivery_end"]))
         for qh_s in qh_slices(start_s, end_s):
             key = f"{asset_id}|{qh_s}"
-            if rules.apply_redispatch(cache.get(key, partition, dict), published_s, line,
+            if rules.apply_redispatch(obs.get(key, partition, dict), published_s, line,
                                       bool(e["is_redispatched"])):
-                cache.mark(key)
-                known[key] = max(known.get(key, 0), t_known)
+                obs.mark(key)
+                touched(qh_s)
 
 
 def _apply_trade_event(cache: StateCache, seen: StateCache, emitter: Emitter, partitions: int,

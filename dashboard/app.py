@@ -1,0 +1,527 @@
+"""The desk's live dashboard: ``create_app(settings) -> dash.Dash`` and ``serve(settings, host, port)``.
+
+``create_app`` is the composition root: it opens a ``psycopg_pool.ConnectionPool`` on
+``settings.database_url`` (nothing connects at import), installs the auth guard
+(:mod:`dashboard.auth`), the layout and the callbacks. Callbacks are thin glue:
+``require_user()`` -> ``query_*(conn, ..., assets=user.asset_filter)`` -> ``*_figure(df)`` dicts.
+
+Updates: a ``dcc.Interval`` ticks every 2 s; the main callback first reads one cheap fingerprint
+row (replay clock and the newest ``known_at`` per table of the viewed day, alert counts). If
+nothing moved it sends no update at all (HTTP 204); otherwise it rebuilds only the panels whose
+inputs moved and returns ``dash.no_update`` for the rest.
+
+Page (top to bottom): header with the replay clock (event time, Europe/Berlin), the next gate
+closure countdown, user, /health and logout links; day picker and the "as known at" slider (with
+a live switch); tabs. Portfolio tab: KPI tiles (revenue, traded volume, trades, imbalance cost,
+capture price vs idx_full), cockpit graph, best-of-infeed source ribbon, price graph, imbalance
+cost graph, alerts table (newest first, acknowledge button), feed freshness, CSV download of the
+cockpit. Asset tab: asset picker and drill-down graph.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import dash
+import pandas as pd
+import psycopg
+from dash import Input, Output, State, dash_table, dcc, html
+from psycopg_pool import PoolTimeout
+
+from dashboard import figures as F
+from dashboard import queries as Q
+from dashboard.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    UserStore,
+    check_auth_host,
+    current_user,
+    ensure_demo_user,
+    install_auth,
+    require_user,
+    users_file,
+)
+from intraday.config import ConfigError, Settings
+from intraday.qh import BERLIN, UTC
+
+log = logging.getLogger("intraday.dashboard")
+
+TICK_MS = 2000
+POOL_KEY = "intraday_pool"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+EMPTY_FP: dict[str, Any] = {}
+DB_ERRORS = (psycopg.Error, PoolTimeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# small pure helpers (tested without a server)
+
+
+def iso_or_none(v: Any) -> str | None:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    return pd.Timestamp(v).isoformat()
+
+
+def fingerprint_dict(row: pd.Series, ctx: list[Any]) -> dict[str, Any]:
+    """The JSON-able fingerprint kept in the page's store."""
+    return {"ctx": ctx, "clock": iso_or_none(row["replay_clock"]), "portfolio": iso_or_none(row["portfolio_known_at"]),
+            "history": iso_or_none(row["history_known_at"]), "trading": iso_or_none(row["trading_known_at"]),
+            "asset": iso_or_none(row["asset_known_at"]), "asset_imb": iso_or_none(row["asset_imbalance_known_at"]),
+            "alerts": [int(row["alerts_n"] or 0), int(row["alerts_acknowledged_n"] or 0)]}
+
+
+def changed_parts(prev: dict[str, Any] | None, new: dict[str, Any], forced: bool) -> set[str]:
+    """Which fingerprint parts moved; every part when forced, on the first call or when the
+    context (user, day, as_of, tab, asset) changed."""
+    parts = {"clock", "portfolio", "history", "trading", "asset", "asset_imb", "alerts"}
+    if forced or not prev or prev.get("ctx") != new.get("ctx"):
+        return parts | {"ctx"}
+    return {p for p in parts if prev.get(p) != new.get(p)}
+
+
+def slider_marks(first: dt.datetime, last: dt.datetime, every_h: int = 3) -> dict[int, str]:
+    """Slider marks at whole Berlin hours every ``every_h`` hours between two instants."""
+    marks: dict[int, str] = {}
+    t = first.astimezone(BERLIN).replace(minute=0, second=0, microsecond=0)
+    while t.astimezone(UTC) <= last:
+        u = t.astimezone(UTC)
+        if u >= first and t.hour % every_h == 0:
+            marks[int(u.timestamp())] = t.strftime("%H:%M") if t.hour else t.strftime("%d.%m.")
+        t = (t.astimezone(UTC) + dt.timedelta(hours=1)).astimezone(BERLIN)
+    return marks
+
+
+def alerts_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for r in df.itertuples(index=False):
+        out.append({
+            "id": f"{r.alert_id}|{r.status}|{pd.Timestamp(r.delivery_start).isoformat()}",
+            "detected": F.berlin_time(r.detected_at), "qh": F.berlin_short(r.delivery_start),
+            "status": r.status, "severity": r.severity, "kind": r.kind, "subject": r.subject,
+            "value": None if pd.isna(r.value) else round(float(r.value), 3),
+            "threshold": None if pd.isna(r.threshold) else float(r.threshold), "unit": r.unit or "",
+            "action": r.suggested_action or "",
+            "acknowledged": "" if not isinstance(r.acknowledged_by, str) else
+            f"{r.acknowledged_by} {F.berlin_time(r.acknowledged_at)}",
+        })
+    return out
+
+
+def freshness_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"source": r.source, "latest": F.berlin_time(r.latest_at) if not pd.isna(r.latest_at) else "–",
+             "age_min": None if pd.isna(r.age_min) else round(float(r.age_min), 1)} for r in df.itertuples(index=False)]
+
+
+def kpi_children(tiles: list[dict[str, Any]]) -> list[Any]:
+    return [html.Div([html.Div(t["label"], className="kpi-label"),
+                      html.Div([html.Span(t["value"], className="kpi-value"), html.Span(" " + t["unit"], className="kpi-unit")]),
+                      html.Div(t.get("sub", ""), className="kpi-sub")],
+                     className=f"kpi kpi-{t['tone']}", id=f"kpi-{t['key']}") for t in tiles]
+
+
+def _parse_as_of(live: Any, value: Any) -> dt.datetime | None:
+    """The slider's instant (epoch seconds) unless live; malformed (forged) input means live."""
+    if isinstance(live, list) and "live" in live:
+        return None
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return None
+    return dt.datetime.fromtimestamp(t, tz=UTC) if 0 < t < 4e9 else None
+
+
+def _parse_day(value: Any) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# layout
+
+
+def _header() -> html.Header:
+    user = current_user()
+    who = f"{user.username} ({user.role})" if user else ""
+    return html.Header([
+        html.H1("Intraday desk"),
+        html.Div([html.Div(id="clock", className="clock"), html.Div(id="countdown", className="countdown")],
+                 className="clocks"),
+        html.Div([html.Span(who, className="who"), html.A("health", href="/health", target="_blank"),
+                  html.A("log out", href="/logout")], className="links"),
+    ], className="header")
+
+
+def _table(id_: str, columns: list[tuple[str, str]], **kw: Any) -> dash_table.DataTable:
+    return dash_table.DataTable(id=id_, columns=[{"name": n, "id": c} for c, n in columns], data=[],
+                                style_cell={"fontFamily": "system-ui, sans-serif", "fontSize": 13, "padding": "3px 6px",
+                                            "textAlign": "left"},
+                                style_header={"fontWeight": "600", "backgroundColor": "#f0f2f5"}, **kw)
+
+
+def build_layout(pool, settings: Settings) -> html.Div:
+    """The page. Called per page load (``/_dash-layout``) to pre-fill days and assets."""
+    user = current_user()
+    day_options: list[dict[str, str]] = []
+    day_value = None
+    asset_options: list[dict[str, str]] = []
+    if user is not None and pool is not None:
+        try:
+            with pool.connection() as conn:
+                day_options, day_value = _day_options(conn, user.asset_filter)
+                asset_options = _asset_options(conn, user.asset_filter)
+        except DB_ERRORS as exc:  # the page must load even without a database
+            log.warning("layout without data: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+    stale_min = settings.alert_stale_feed_min
+    return html.Div([
+        _header(),
+        html.Div([
+            html.Div([html.Label("Delivery day"),
+                      dcc.Dropdown(id="day", options=day_options, value=day_value, clearable=False,
+                                   style={"width": "12em"})], className="control"),
+            html.Div([html.Label("As known at"),
+                      dcc.Checklist(id="live", options=[{"label": " live", "value": "live"}], value=["live"],
+                                    inline=True),
+                      html.Span(id="as-of-label", className="as-of-label")], className="control"),
+            html.Div(dcc.Slider(id="as-of", min=0, max=1, step=60, value=None, marks={}, updatemode="mouseup"),
+                     className="control slider"),
+        ], className="controls"),
+        dcc.Tabs(id="tab", value="portfolio", children=[dcc.Tab(label="Portfolio", value="portfolio"),
+                                                        dcc.Tab(label="Asset drill-down", value="asset")]),
+        html.Div(id="portfolio-pane", children=[
+            html.Div(id="kpis", className="kpis"),
+            dcc.Graph(id="cockpit", config={"displaylogo": False}),
+            dcc.Graph(id="ribbon", config={"displaylogo": False, "displayModeBar": False}),
+            dcc.Graph(id="prices", config={"displaylogo": False}),
+            dcc.Graph(id="imbalance", config={"displaylogo": False}),
+            html.Div([html.Button("Download cockpit CSV", id="download-btn"), dcc.Download(id="download")],
+                     className="row"),
+            html.H2("Alerts (newest first)"),
+            html.Div([html.Button("Acknowledge selected", id="ack-btn"), html.Span(id="ack-msg", className="msg")],
+                     className="row"),
+            _table("alerts", [("detected", "detected"), ("qh", "QH"), ("status", "status"), ("severity", "severity"),
+                              ("kind", "kind"), ("subject", "subject"), ("value", "value"), ("threshold", "threshold"),
+                              ("unit", "unit"), ("action", "suggested action"), ("acknowledged", "acknowledged")],
+                   row_selectable="multi", selected_rows=[], page_size=12, sort_action="none",
+                   style_data_conditional=[
+                       {"if": {"filter_query": '{severity} = "critical" && {acknowledged} = ""'},
+                        "backgroundColor": "#fde0dd"},
+                       {"if": {"filter_query": '{severity} = "warning" && {acknowledged} = ""'},
+                        "backgroundColor": "#fff3cd"},
+                       {"if": {"filter_query": '{acknowledged} != ""'}, "color": "#888888"}]),
+            html.H2("Feed freshness (event time behind the replay clock)"),
+            _table("freshness", [("source", "source"), ("latest", "latest event"), ("age_min", "age (min)")],
+                   style_data_conditional=[{"if": {"filter_query": f"{{age_min}} > {stale_min}"},
+                                            "backgroundColor": "#fde0dd"}]),
+        ]),
+        html.Div(id="asset-pane", style={"display": "none"}, children=[
+            html.Div([html.Label("Asset"), dcc.Dropdown(id="asset", options=asset_options,
+                                                        value=asset_options[0]["value"] if asset_options else None,
+                                                        clearable=False, style={"width": "28em"})],
+                     className="control"),
+            dcc.Graph(id="asset-graph", config={"displaylogo": False}),
+        ]),
+        dcc.Interval(id="tick", interval=TICK_MS),
+        dcc.Store(id="fp", data=EMPTY_FP),
+        dcc.Store(id="ack-version", data=0),
+    ], className="page")
+
+
+def _day_options(conn, assets) -> tuple[list[dict[str, str]], str | None]:
+    days = Q.query_days(conn, assets)["day"].tolist()
+    clock = Q.replay_clock(conn, assets)
+    options = [{"label": d.strftime("%Y-%m-%d (%a)"), "value": d.isoformat()} for d in days]
+    value = None
+    if days:
+        clock_day = clock.tz_convert(BERLIN).date() if clock is not None else None
+        value = (clock_day if clock_day in days else days[-1]).isoformat()
+    return options, value
+
+
+def _asset_options(conn, assets) -> list[dict[str, str]]:
+    out = []
+    for r in Q.query_assets(conn, assets).itertuples(index=False):
+        extra = ", ".join(str(x) for x in (r.asset_type, None if pd.isna(r.capacity_kw) else f"{r.capacity_kw:,.0f} kW")
+                          if isinstance(x, str) and x)
+        label = r.asset_id + (f" · {r.name}" if isinstance(r.name, str) and r.name else "") + (f" ({extra})" if extra else "")
+        out.append({"label": label, "value": r.asset_id})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the app
+
+
+def get_pool(app: dash.Dash):
+    return app.server.extensions[POOL_KEY]
+
+
+def close_app(app: dash.Dash) -> None:
+    """Close the app's connection pool (tests, shutdown)."""
+    pool = app.server.extensions.pop(POOL_KEY, None)
+    if pool is not None:
+        pool.close()
+
+
+def open_pool(database_url: str):
+    from psycopg_pool import ConnectionPool
+
+    return ConnectionPool(
+        database_url, min_size=1, max_size=4, open=True, name="dashboard", timeout=10,
+        kwargs={"autocommit": True, "application_name": "intraday-dashboard",
+                "options": "-c TimeZone=UTC -c statement_timeout=10000"})
+
+
+def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = None) -> dash.Dash:
+    """The Dash app on a new Flask server with its own connection pool (or the given one)."""
+    if not settings.database_url and pool is None:
+        raise ConfigError("the dashboard needs DATABASE_URL")
+    store = None
+    if settings.auth:
+        path = users_file(settings)
+        if not path.exists():
+            raise ConfigError(f"no dashboard users file at {path}: create it "
+                              f"(python -m dashboard.auth add {path} USER desk) or start `intraday demo`")
+        store = UserStore(path)
+    app = dash.Dash(__name__, title="Intraday desk", update_title=None, assets_folder=str(ASSETS_DIR),
+                    serve_locally=True, compress=False, suppress_callback_exceptions=False,
+                    enable_mcp=False, health_endpoint=None, csrf_token_name=CSRF_COOKIE,
+                    csrf_header_name=CSRF_HEADER)
+    server = app.server
+    server.debug = False
+    install_auth(server, settings, store, env=env)
+    pool = pool if pool is not None else open_pool(settings.database_url)
+    server.extensions[POOL_KEY] = pool
+
+    app.layout = lambda: build_layout(pool, settings)
+    _register_health(server, pool)
+    _register_callbacks(app, pool, settings)
+    return app
+
+
+def _register_health(server, pool) -> None:
+    import flask
+
+    @server.route("/health")
+    def health():
+        user = require_user()
+        if not user.sees_portfolio:
+            return flask.jsonify({"error": "not available for asset owners"}), 403
+        try:
+            with pool.connection() as conn:
+                clock = Q.replay_clock(conn)
+                progress = Q.query_sink_progress(conn)
+                quarantine = Q.query_quarantine_counts(conn)
+                fresh = Q.query_freshness(conn)
+        except DB_ERRORS as exc:  # report, do not crash
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return flask.jsonify({"status": "database unavailable", "error": msg}), 503
+        return flask.jsonify({
+            "status": "ok",
+            "replay_clock": iso_or_none(clock),
+            "sink_progress": [{"topic": r.topic, "partition": int(r.partition), "next_offset": int(r.next_offset),
+                               "updated_at": iso_or_none(r.updated_at)} for r in progress.itertuples(index=False)],
+            "quarantine": {r.topic: int(r.records) for r in quarantine.itertuples(index=False)},
+            "quarantine_total": int(quarantine["records"].sum()) if len(quarantine) else 0,
+            "last_known_at": {r.source: iso_or_none(r.latest_at) for r in fresh.itertuples(index=False)},
+        })
+
+
+def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
+    no = dash.no_update
+
+    @app.callback(Output("portfolio-pane", "style"), Output("asset-pane", "style"), Input("tab", "value"))
+    def switch_tab(tab):
+        require_user()
+        show, hide = {"display": "block"}, {"display": "none"}
+        return (show, hide) if tab != "asset" else (hide, show)
+
+    @app.callback(Output("live", "value"), Input("as-of", "value"), prevent_initial_call=True)
+    def leave_live(_value):
+        require_user()
+        return []
+
+    outputs = [
+        Output("clock", "children"), Output("countdown", "children"),
+        Output("day", "options"), Output("day", "value"),
+        Output("as-of", "min"), Output("as-of", "max"), Output("as-of", "marks"), Output("as-of", "disabled"),
+        Output("as-of-label", "children"),
+        Output("kpis", "children"), Output("cockpit", "figure"), Output("ribbon", "figure"),
+        Output("prices", "figure"), Output("imbalance", "figure"),
+        Output("alerts", "data"), Output("alerts", "selected_rows"), Output("freshness", "data"),
+        Output("asset", "options"), Output("asset", "value"), Output("asset-graph", "figure"),
+        Output("fp", "data"),
+    ]
+    inputs = [Input("tick", "n_intervals"), Input("day", "value"), Input("live", "value"), Input("as-of", "value"),
+              Input("tab", "value"), Input("asset", "value"), Input("ack-version", "data")]
+
+    @app.callback(*outputs, *inputs, State("fp", "data"), State("alerts", "selected_row_ids"))
+    def refresh(_n, day_value, live, as_of_value, tab, asset_value, _ack, prev_fp, selected_ids):
+        user = require_user()
+        triggered = set(dash.callback_context.triggered_prop_ids or {})
+        forced = "ack-version.data" in triggered  # our own write: show it now
+        try:
+            with pool.connection() as conn:
+                return update(conn, user, day_value, live, as_of_value, tab, asset_value, prev_fp, forced,
+                              only_tick=triggered <= {"tick.n_intervals"} and bool(prev_fp),
+                              selected_ids=selected_ids)
+        except DB_ERRORS as exc:  # a database hiccup must not kill the page; bugs still surface as 500
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("refresh failed: %s", msg)
+            return (f"database unavailable: {msg}",) + (no,) * (len(outputs) - 1)
+
+    def update(conn, user, day_value, live, as_of_value, tab, asset_value, prev_fp, forced, only_tick,
+               selected_ids=None):
+        """The main update (see the module docstring)."""
+        assets = user.asset_filter
+        out: dict[str, Any] = {}
+        day = _parse_day(day_value)
+        if day is None:
+            options, value = _day_options(conn, assets)
+            out["day.options"] = options
+            if value is None:
+                out["clock.children"] = "no data yet"
+                return _pack(out, outputs)
+            out["day.value"] = value
+            day = _parse_day(value)
+        as_of = _parse_as_of(live, as_of_value)
+        if asset_value is not None and not user.may_read_asset(str(asset_value)):
+            asset_value = None  # a forged input: never query another owner's asset
+        ctx = [user.username, day.isoformat(), iso_or_none(as_of), tab, asset_value]
+        fp_row = Q.query_fingerprint(conn, day, as_of, assets).iloc[0]
+        fp = fingerprint_dict(fp_row, ctx)
+        moved = changed_parts(prev_fp, fp, forced)
+        if only_tick and not moved:
+            raise dash.exceptions.PreventUpdate  # nothing moved: HTTP 204, the browser keeps everything
+        clock = fp_row["replay_clock"]
+        clock = None if pd.isna(clock) else clock
+        now = as_of or clock
+        ctx_moved = "ctx" in moved
+        clock_moved = "clock" in moved
+
+        if clock_moved or ctx_moved:
+            out["clock.children"] = ("replay clock " + F.berlin_time(clock)) if clock is not None else "no data yet"
+            out["countdown.children"] = F.countdown_text(clock)
+            out["day.options"] = _day_options(conn, assets)[0]
+            rng = Q.query_history_range(conn, day, assets).iloc[0]
+            first, last = rng["first_known_at"], rng["last_known_at"]
+            if pd.isna(first) or clock is None:
+                out["as-of.disabled"] = True
+                out["as-of.marks"] = {}
+                out["as-of-label.children"] = ("live (history is kept for the portfolio only)"
+                                               if assets is not None else "live (no history yet)")
+            else:
+                lo, hi = first.to_pydatetime(), max(last, clock).to_pydatetime()
+                out["as-of.min"], out["as-of.max"] = int(lo.timestamp()), int(hi.timestamp())
+                out["as-of.marks"] = slider_marks(lo, hi)
+                out["as-of.disabled"] = False
+                out["as-of-label.children"] = (f"viewing as known at {F.berlin_time(as_of)} (trading panels: latest)"
+                                               if as_of is not None else "live")
+
+        if tab != "asset":
+            portfolio_moved = ctx_moved or clock_moved or moved & {"portfolio", "history", "asset_imb", "asset"}
+            if portfolio_moved:
+                portfolio = Q.query_portfolio(conn, day, as_of, assets)
+                out["cockpit.figure"] = F.cockpit_figure(portfolio, day, now)
+                out["imbalance.figure"] = F.imbalance_figure(portfolio, day, now)
+            if ctx_moved or "asset" in moved:
+                out["ribbon.figure"] = F.source_ribbon_figure(Q.query_source_counts(conn, day, assets), day)
+            if ctx_moved or clock_moved or "trading" in moved:
+                out["prices.figure"] = F.price_figure(Q.query_trading(conn, day, assets), day, now)
+            if ctx_moved or moved & {"trading", "portfolio", "history", "asset_imb"}:
+                out["kpis.children"] = kpi_children(F.kpi_tiles(Q.query_running_totals(conn, day, as_of, assets)))
+            if ctx_moved or "alerts" in moved:
+                records = alerts_records(Q.query_alerts(conn, day, as_of, assets))
+                out["alerts.data"] = records
+                # new alerts shift the rows: keep the same alerts selected, not the same positions
+                keep = set(selected_ids or [])
+                out["alerts.selected_rows"] = [i for i, r in enumerate(records) if r["id"] in keep]
+            if ctx_moved or clock_moved:
+                out["freshness.data"] = freshness_records(Q.query_freshness(conn, assets))
+        else:
+            if ctx_moved or clock_moved:
+                options = _asset_options(conn, assets)
+                out["asset.options"] = options
+                if asset_value is None and options:
+                    asset_value = options[0]["value"]
+                    out["asset.value"] = asset_value
+            if asset_value is not None and (ctx_moved or clock_moved or moved & {"asset", "asset_imb"}):
+                out["asset-graph.figure"] = F.asset_figure(Q.query_asset(conn, day, asset_value, assets), day,
+                                                           asset_value, now)
+        out["fp.data"] = fp
+        return _pack(out, outputs)
+
+    @app.callback(Output("ack-version", "data"), Output("ack-msg", "children"),
+                  Output("alerts", "selected_rows", allow_duplicate=True),
+                  Input("ack-btn", "n_clicks"), State("alerts", "selected_row_ids"), State("ack-version", "data"),
+                  prevent_initial_call=True)
+    def acknowledge(_clicks, selected_ids, version):
+        user = require_user()
+        if not user.can_acknowledge:
+            return no, f"role {user.role} cannot acknowledge alerts", no
+        ids = [i for i in (selected_ids or []) if isinstance(i, str)][:500]
+        if not ids:
+            return no, "select alerts first", no
+        n = 0
+        with pool.connection() as conn:
+            for row_id in ids:
+                try:
+                    alert_id, _status, start = row_id.split("|", 2)
+                    n += Q.acknowledge_alert(conn, alert_id, start, user.username, user.asset_filter)
+                except (KeyError, ValueError):
+                    continue
+        return (version or 0) + 1, f"acknowledged {n} alert row(s) as {user.username}", []
+
+    @app.callback(Output("download", "data"), Input("download-btn", "n_clicks"), State("day", "value"),
+                  State("live", "value"), State("as-of", "value"), prevent_initial_call=True)
+    def download(_clicks, day_value, live, as_of_value):
+        user = require_user()
+        day = _parse_day(day_value)
+        if day is None:
+            return no
+        as_of = _parse_as_of(live, as_of_value)
+        with pool.connection() as conn:
+            portfolio = Q.query_portfolio(conn, day, as_of, user.asset_filter)
+            now = as_of or Q.replay_clock(conn, user.asset_filter)
+        frame = F.cockpit_frame(portfolio, now)
+        suffix = "" if as_of is None else "_as_of_" + as_of.strftime("%Y%m%dT%H%M%SZ")
+        return {"content": frame.to_csv(index=False), "filename": f"cockpit_{day.isoformat()}{suffix}.csv",
+                "type": "text/csv", "base64": False}
+
+
+def _pack(out: dict[str, Any], outputs: list[Output]) -> tuple:
+    """The outputs in callback order from a dict keyed ``"component.property"``; the rest unchanged."""
+    return tuple(out.get(f"{o.component_id}.{o.component_property}", dash.no_update) for o in outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# serving
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
+    """Run the dashboard: Flask's threaded server with ``debug=False`` (never the debugger or the
+    reloader, whatever FLASK_DEBUG / DASH_DEBUG say). ``INTRADAY_AUTH=off`` is refused off
+    loopback. With auth on and no users file, a ``desk`` user with a random password is created
+    and its credentials printed once to stderr."""
+    check_auth_host(settings, host)
+    if settings.auth:
+        created = ensure_demo_user(settings)
+        if created:
+            print(f"dashboard: created user {created[0]!r} with password {created[1]!r} in {users_file(settings)}",
+                  file=sys.stderr, flush=True)
+    app = create_app(settings)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per 2-second poll
+    port = port or settings.dashboard_port
+    log.info("dashboard on http://%s:%s (auth %s)", host, port, "on" if settings.auth else "off (loopback)")
+    try:
+        app.server.run(host=host, port=port, debug=False, use_reloader=False, use_debugger=False, threaded=True)
+    finally:
+        close_app(app)

@@ -1,0 +1,500 @@
+"""Who may see the dashboard, and what: users, password hashes, login, the request guard.
+
+Dash callbacks are an open HTTP API (reliability-notes.md 10): anyone who can reach the port can
+POST any inputs to ``/_dash-update-component``. So:
+
+- every request to every route (pages, ``/_dash-layout``, ``/_dash-dependencies``,
+  ``/_dash-update-component``, component suites, assets, ``/health``, unknown paths) passes one
+  ``before_request`` guard, registered *first*, before any Dash code runs; without a valid
+  session it gets 401 (XHR / API / resources) or a redirect to ``/login`` (pages);
+- callback POSTs must also carry the CSRF header the Dash renderer sends (``X-CSRFToken`` from
+  the ``_csrf_token`` cookie set at login), on top of ``SameSite=Lax`` session cookies;
+- callbacks re-check authorisation themselves (:func:`require_user`, ``User.asset_filter``).
+
+Users file (``settings.users_file``, default ``STATE_DIR/users.json``, mode 0600)::
+
+    {"users": [
+      {"username": "desk", "password_hash": "scrypt$16384$8$1$<salt>$<hash>", "role": "desk"},
+      {"username": "wind-owner", "password_hash": "...", "role": "asset_owner",
+       "assets": ["WND-DE-001"]}]}
+
+Roles: ``desk`` (everything, acknowledges alerts), ``ops`` (everything, acknowledges alerts),
+``back_office`` (everything, read only), ``asset_owner`` (only their ``assets``, everywhere; no
+portfolio-wide numbers, no /health). Hashes: scrypt (n=2^14, r=8, p=1) with a 16-byte random
+salt; passwords are never stored. The file is re-read when it changes: a removed user or a
+changed password ends existing sessions at their next request.
+
+``INTRADAY_AUTH=off`` disables the login only on a loopback host (:func:`check_auth_host`);
+the guard then also refuses any client that is not on loopback.
+
+Add a user: ``python -m dashboard.auth add USERS_FILE USERNAME ROLE [ASSET ...]`` (asks for the
+password).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from intraday.config import ConfigError, Settings
+
+log = logging.getLogger("intraday.dashboard")
+
+ROLES = ("desk", "ops", "asset_owner", "back_office")
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SESSION_COOKIE = "intraday_session"
+CSRF_COOKIE = "_csrf_token"  # the name the Dash renderer reads (Dash(csrf_token_name=...))
+CSRF_HEADER = "X-CSRFToken"
+SESSION_HOURS = 12
+LOGIN_MAX_FAILURES = 10  # per client address within LOGIN_WINDOW_S
+LOGIN_WINDOW_S = 300
+
+
+class AuthConfigError(ConfigError):
+    """The users file or the auth settings cannot be used; the message names the problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# users and passwords
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+    assets: tuple[str, ...] = ()
+    password_hash: str = field(default="", repr=False)
+
+    @property
+    def asset_filter(self) -> tuple[str, ...] | None:
+        """``None``: the whole portfolio; else the only assets this user may read."""
+        return self.assets if self.role == "asset_owner" else None
+
+    @property
+    def can_acknowledge(self) -> bool:
+        return self.role in ("desk", "ops")
+
+    @property
+    def sees_portfolio(self) -> bool:
+        return self.role != "asset_owner"
+
+    def may_read_asset(self, asset_id: str) -> bool:
+        return self.asset_filter is None or asset_id in self.asset_filter
+
+
+LOCAL_USER = User("local", "desk")  # INTRADAY_AUTH=off on loopback
+
+
+def hash_password(password: str, *, salt: bytes | None = None, n: int = SCRYPT_N, r: int = SCRYPT_R,
+                  p: int = SCRYPT_P) -> str:
+    """``scrypt$n$r$p$salt$hash`` (base64) of a password with a random 16-byte salt."""
+    if not password:
+        raise ValueError("empty password")
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${n}${r}${p}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+_DUMMY_HASH = hash_password("not a password", salt=b"0" * 16)
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True if ``password`` matches ``stored``; constant-time; a malformed hash never matches."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                             dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+def parse_users(doc: Any, source: str = "users file") -> dict[str, User]:
+    """Validate a users document; errors name the user and the field."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("users"), list):
+        raise AuthConfigError(f"{source}: expected {{\"users\": [...]}}")
+    users: dict[str, User] = {}
+    for i, u in enumerate(doc["users"]):
+        where = f"{source}: users[{i}]"
+        if not isinstance(u, dict):
+            raise AuthConfigError(f"{where} is not an object")
+        name, role, pw = u.get("username"), u.get("role"), u.get("password_hash")
+        if not isinstance(name, str) or not name.strip():
+            raise AuthConfigError(f"{where}: username missing")
+        if role not in ROLES:
+            raise AuthConfigError(f"{where} ({name}): role {role!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(pw, str) or not pw.startswith("scrypt$") or pw.count("$") != 5:
+            raise AuthConfigError(f"{where} ({name}): password_hash must be a scrypt hash, not plaintext")
+        assets = u.get("assets", [])
+        if not isinstance(assets, list) or not all(isinstance(a, str) for a in assets):
+            raise AuthConfigError(f"{where} ({name}): assets must be a list of asset ids")
+        if role == "asset_owner" and not assets:
+            raise AuthConfigError(f"{where} ({name}): an asset_owner needs a non-empty assets list")
+        if name in users:
+            raise AuthConfigError(f"{where}: duplicate username {name!r}")
+        users[name] = User(name, role, tuple(assets) if role == "asset_owner" else (), pw)
+    return users
+
+
+def load_users(path: Path) -> dict[str, User]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise AuthConfigError(f"users file {path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise AuthConfigError(f"users file {path} is not readable JSON: {exc}") from None
+    return parse_users(doc, str(path))
+
+
+def _write_private(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write a file readable by its owner only; atomically (rename) unless ``exclusive``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if exclusive:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def users_file(settings: Settings) -> Path:
+    return Path(settings.users_file) if settings.users_file else settings.state_dir / "users.json"
+
+
+def add_user(path: Path, username: str, password: str, role: str, assets: list[str] | None = None) -> None:
+    """Add or replace a user in the users file (created if missing)."""
+    path = Path(path)
+    doc = json.loads(path.read_text()) if path.exists() else {"users": []}
+    entry: dict[str, Any] = {"username": username, "password_hash": hash_password(password), "role": role}
+    if role == "asset_owner":
+        entry["assets"] = list(assets or [])
+    doc["users"] = [u for u in doc.get("users", []) if u.get("username") != username] + [entry]
+    parse_users(doc, str(path))  # refuse to write something we would not load
+    _write_private(path, json.dumps(doc, indent=2) + "\n")
+
+
+def ensure_demo_user(settings: Settings) -> tuple[str, str] | None:
+    """If the users file does not exist, create it with one ``desk`` user and a random password
+    and return ``("desk", password)`` (for the demo to print); ``None`` if the file exists (its
+    passwords are unknown to us)."""
+    path = users_file(settings)
+    if path.exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    doc = {"users": [{"username": "desk", "password_hash": hash_password(password), "role": "desk"}]}
+    try:
+        _write_private(path, json.dumps(doc, indent=2) + "\n", exclusive=True)
+    except FileExistsError:  # another process created it meanwhile
+        return None
+    return "desk", password
+
+
+class UserStore:
+    """The users file, re-read when its modification time or size changes (thread-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._users: dict[str, User] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        st = self.path.stat()
+        users = load_users(self.path)
+        with self._lock:
+            self._users, self._stamp = users, (st.st_mtime_ns, st.st_size)
+
+    def get(self, username: Any) -> User | None:
+        if not isinstance(username, str):
+            return None
+        try:
+            st = self.path.stat()
+            if (st.st_mtime_ns, st.st_size) != self._stamp:
+                self.reload()
+        except (OSError, AuthConfigError):
+            return None  # a broken or removed users file lets nobody in
+        return self._users.get(username)
+
+
+def password_tag(user: User) -> str:
+    """A short tag of the user's hash kept in the session: a changed password ends sessions."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# hosts and secrets
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth_host(settings: Settings, host: str) -> None:
+    """Refuse ``INTRADAY_AUTH=off`` unless the dashboard listens on loopback only."""
+    if not settings.auth and not is_loopback_host(host):
+        raise ConfigError(f"INTRADAY_AUTH=off is accepted only on a loopback host (127.0.0.1, localhost, ::1), "
+                          f"not on {host!r}: remove INTRADAY_AUTH=off or bind to 127.0.0.1")
+
+
+def secret_key(settings: Settings, env: dict[str, str] | None = None) -> str:
+    """The session-signing secret: ``INTRADAY_SECRET_KEY`` if set, else a random key created once
+    in ``STATE_DIR/dashboard_secret_key`` (mode 0600), so sessions survive restarts."""
+    env = os.environ if env is None else env
+    given = env.get("INTRADAY_SECRET_KEY")
+    if given:
+        if len(given) < 16:
+            raise AuthConfigError("INTRADAY_SECRET_KEY is shorter than 16 characters")
+        return given
+    path = settings.state_dir / "dashboard_secret_key"
+    try:
+        if not path.exists():
+            try:
+                _write_private(path, secrets.token_hex(32) + "\n", exclusive=True)
+            except FileExistsError:
+                pass
+        return path.read_text().strip()
+    except OSError as exc:  # e.g. a read-only container file system
+        log.warning("cannot keep the session key in %s (%s): sessions end when the dashboard restarts; "
+                    "set INTRADAY_SECRET_KEY", path, exc.strerror or exc)
+        return secrets.token_hex(32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flask: login, logout, guard
+
+
+class _Throttle:
+    """Failed logins per client address in a sliding window."""
+
+    def __init__(self, limit: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, addr: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            q = self._fails.get(addr)
+            while q and now - q[0] > self.window_s:
+                q.popleft()
+            return bool(q) and len(q) >= self.limit
+
+    def fail(self, addr: str) -> None:
+        with self._lock:
+            self._fails.setdefault(addr, deque()).append(time.monotonic())
+
+    def clear(self, addr: str) -> None:
+        with self._lock:
+            self._fails.pop(addr, None)
+
+
+_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intraday desk: log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;background:#f4f5f7;display:flex;justify-content:center;
+margin-top:12vh}}form{{background:#fff;padding:2em 2.5em;border-radius:6px;box-shadow:0 1px 4px #0002;
+min-width:18em}}h1{{font-size:1.2em;margin:0 0 1em}}label{{display:block;margin:.6em 0 .2em;font-size:.9em}}
+input{{width:100%;padding:.45em;box-sizing:border-box}}button{{margin-top:1.2em;width:100%;padding:.55em;
+background:#1f4e79;color:#fff;border:0;border-radius:4px;font-size:1em}}.err{{color:#b00020;font-size:.9em}}
+</style></head><body><form method="post" action="{action}">
+<h1>Intraday desk</h1>{error}
+<label for="u">User</label><input id="u" name="username" autocomplete="username" required autofocus>
+<label for="p">Password</label><input id="p" name="password" type="password" autocomplete="current-password" required>
+<input type="hidden" name="next" value="{next}"><button type="submit">Log in</button></form></body></html>"""
+
+_API_PREFIXES = ("/_dash", "/_reload", "/_favicon", "/assets", "/health", "/_alive")
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to return to after login; anything else (other hosts, schemes) is ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+def install_auth(server, settings: Settings, store: UserStore | None, *, env: dict[str, str] | None = None) -> None:
+    """Configure sessions and register /login, /logout and the guard on the Flask ``server``.
+
+    ``store`` is None exactly when auth is off (``settings.auth`` False).
+    """
+    import flask
+    from markupsafe import escape
+
+    server.config.update(
+        SECRET_KEY=secret_key(settings, env),
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=SESSION_HOURS * 3600,
+    )
+    throttle = _Throttle()
+
+    def session_user() -> User | None:
+        if store is None:
+            return LOCAL_USER
+        user = store.get(flask.session.get("u"))
+        if user is None or flask.session.get("v") != password_tag(user):
+            return None
+        return user
+
+    def deny():
+        path = flask.request.path
+        wants_page = (flask.request.method == "GET" and not path.startswith(_API_PREFIXES)
+                      and "text/html" in (flask.request.headers.get("Accept") or ""))
+        if wants_page:
+            return flask.redirect("/login?next=" + quote(flask.request.full_path.rstrip("?"), safe="/"), 302)
+        resp = flask.jsonify({"error": "authentication required", "login": "/login"})
+        resp.status_code = 401
+        resp.headers["WWW-Authenticate"] = 'Session realm="intraday", login="/login"'
+        return resp
+
+    def guard():
+        flask.g.intraday_user = None
+        if store is None:  # auth off: loopback clients only
+            if not is_loopback_host(flask.request.remote_addr):
+                return flask.jsonify({"error": "INTRADAY_AUTH=off: loopback clients only"}), 403
+            flask.g.intraday_user = LOCAL_USER
+            return None
+        if flask.request.path in ("/login", "/logout"):
+            return None
+        user = session_user()
+        if user is None:
+            return deny()
+        if flask.request.method not in ("GET", "HEAD", "OPTIONS"):
+            token = flask.session.get("csrf")
+            sent = flask.request.headers.get(CSRF_HEADER, "")
+            if not token or not hmac.compare_digest(str(token), sent):
+                return flask.jsonify({"error": "missing or wrong CSRF token"}), 403
+        flask.g.intraday_user = user
+        return None
+
+    # First in line: no Dash code (layout validation, callbacks, resources) runs before it.
+    server.before_request_funcs.setdefault(None, []).insert(0, guard)
+
+    @server.after_request
+    def _headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if flask.request.path.startswith(("/_dash-update-component", "/_dash-layout", "/health", "/login")):
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def login_page(error: str = "", status: int = 200):
+        nxt = safe_next(flask.request.values.get("next"))
+        html = _LOGIN_PAGE.format(action="/login", next=escape(nxt),
+                                  error=f'<p class="err">{escape(error)}</p>' if error else "")
+        return flask.Response(html, status=status, mimetype="text/html")
+
+    @server.route("/login", methods=["GET", "POST"])
+    def login():
+        if store is None:
+            return flask.redirect("/")
+        if flask.request.method == "GET":
+            return login_page()
+        addr = flask.request.remote_addr or "?"
+        if throttle.blocked(addr):
+            return login_page("Too many failed attempts; try again in a few minutes.", 429)
+        username = flask.request.form.get("username", "")
+        password = flask.request.form.get("password", "")
+        user = store.get(username)
+        ok = verify_password(password, user.password_hash if user else _DUMMY_HASH) and user is not None
+        if not ok:
+            throttle.fail(addr)
+            return login_page("Unknown user or wrong password.", 401)
+        throttle.clear(addr)
+        flask.session.clear()  # no fixation: a fresh session per login
+        flask.session.permanent = True
+        flask.session["u"] = user.username
+        flask.session["v"] = password_tag(user)
+        csrf = secrets.token_urlsafe(24)
+        flask.session["csrf"] = csrf
+        resp = flask.redirect(safe_next(flask.request.form.get("next")), 303)
+        # Readable by the page's script (the Dash renderer copies it into X-CSRFToken).
+        resp.set_cookie(CSRF_COOKIE, csrf, samesite="Lax", httponly=False, max_age=SESSION_HOURS * 3600)
+        return resp
+
+    @server.route("/logout", methods=["GET", "POST"])
+    def logout():
+        flask.session.clear()
+        resp = flask.redirect("/login", 303)
+        resp.delete_cookie(CSRF_COOKIE)
+        return resp
+
+
+def current_user() -> User | None:
+    """The user the guard admitted for this request (None outside a request or when denied)."""
+    import flask
+
+    if not flask.has_request_context():
+        return None
+    return getattr(flask.g, "intraday_user", None)
+
+
+def require_user() -> User:
+    """The admitted user, or a 401 response (a callback reached without the guard's blessing)."""
+    import flask
+
+    user = current_user()
+    if user is None:
+        flask.abort(401)
+    return user
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: python -m dashboard.auth add USERS_FILE USERNAME ROLE [ASSET ...]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import getpass
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 4 or args[0] != "add":
+        print("usage: python -m dashboard.auth add USERS_FILE USERNAME ROLE [ASSET ...]", file=sys.stderr)
+        return 2
+    _, path, username, role, *assets = args
+    password = os.environ.get("INTRADAY_NEW_PASSWORD") or getpass.getpass(f"password for {username}: ")
+    try:
+        add_user(Path(path), username, password, role, assets)
+    except (AuthConfigError, ValueError) as exc:
+        print(f"dashboard.auth: {exc}", file=sys.stderr)
+        return 1
+    print(f"{username} ({role}) written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

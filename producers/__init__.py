@@ -1,0 +1,1 @@
+"""Producers: turn the files of a delivery-day directory into source events (data-formats.md)."""

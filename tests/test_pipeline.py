@@ -1,0 +1,116 @@
+"""End to end on the real broker, Faust worker, sink and PostgreSQL, checked against the
+independent pandas reference (tests/reference.py) to 1e-6."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from compare import assert_results_equal
+from pipeline import processed_fraction, run_pipeline, wait_for
+from reference import compute_reference
+
+from intraday.generate import generate_day
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("day") / "2025-06-08"
+    generate_day(d, dt.date(2025, 6, 8), assets=4, public_trades=3000, seed=7)
+    return d
+
+
+def test_run_until_drained_then_export_equals_the_batch_reference(day, fresh_db, tmp_path):
+    """The contract's one-shot path, as a user types it: two commands."""
+    env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"))
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    run = subprocess.run([sys.executable, "-m", "intraday.cli", "run", str(day), "--speed", "max",
+                          "--until-drained"], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "out"
+    exp = subprocess.run([sys.executable, "-m", "intraday.cli", "export", str(out)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    assert_results_equal(out, compute_reference(day))
+
+
+def test_a_dst_day_with_100_quarter_hours_equals_the_reference(tmp_path, fresh_db, settings_for):
+    d = tmp_path / "dst"
+    generate_day(d, dt.date(2025, 10, 26), assets=3, public_trades=2000, seed=3)
+    out = tmp_path / "out"
+    run_pipeline(d, settings_for(fresh_db), out)
+    ref = compute_reference(d)
+    assert_results_equal(out, ref)
+    # the two 02:00 Berlin hours are eight distinct UTC quarter-hours in the results
+    starts = set(ref["portfolio_qh.csv"]["delivery_start"])
+    assert {"2025-10-26T00:00:00Z", "2025-10-26T00:45:00Z", "2025-10-26T01:00:00Z",
+            "2025-10-26T01:45:00Z"} <= starts
+
+
+def test_shuffled_late_and_duplicated_events_give_the_same_results(day, tmp_path, fresh_db, settings_for):
+    """Events shuffled within a window, stale forecast versions delivered late, every trade and
+    some forecasts sent twice: older versions never replace newer ones, no trade counts twice."""
+    def disorder(records):
+        rnd = random.Random(11)
+        out = []
+        window = []
+        for r in records:
+            window.append(r)
+            if len(window) == 200:
+                rnd.shuffle(window)
+                out.extend(window)
+                window = []
+        rnd.shuffle(window)
+        out.extend(window)
+        forecasts = [r for r in records if r.topic == "vpp.forecasts"]
+        late = rnd.sample(forecasts, min(40, len(forecasts)))  # stale versions, delivered at the end
+        trades = [r for r in records if r.topic.startswith("exchange.")]
+        return out + late + rnd.sample(trades, len(trades) // 3)
+
+    out = tmp_path / "out"
+    run_pipeline(day, settings_for(fresh_db), out, transform=disorder)
+    assert_results_equal(out, compute_reference(day))
+
+
+def test_missing_sources_are_worked_around(tmp_path, fresh_db, settings_for):
+    """No imbalance prices, no live infeed, no DSO files: what is there is still computed."""
+    d = tmp_path / "partial"
+    generate_day(d, dt.date(2025, 6, 8), assets=3, public_trades=1000, seed=5)
+    shutil.rmtree(d / "imbalance")
+    shutil.rmtree(d / "vpp" / "live_measured_infeed")
+    for f in (d / "distribution_system_operator").glob("final_production_*"):
+        f.unlink()
+    out = tmp_path / "out"
+    run_pipeline(d, settings_for(fresh_db), out)
+    ref = compute_reference(d)
+    assert set(ref["portfolio_qh.csv"]["imbalance_price_source"]) == {"missing"}
+    assert_results_equal(out, ref)
+
+
+def test_a_worker_killed_mid_replay_and_restarted_loses_and_double_counts_nothing(day, tmp_path, fresh_db,
+                                                                                 settings_for):
+    kills = []
+
+    def kill_and_restart(stack):
+        worker = stack.children[-1]
+        wait_for(lambda: processed_fraction(stack) > 0.2 or not worker.alive(), 120,
+                 "the worker to process 20% of the events", interval=0.01)
+        frac = processed_fraction(stack)
+        worker.kill()  # SIGKILL: no shutdown, no final commit
+        kills.append(frac)
+        stack.children.remove(worker)
+        stack.start_worker("worker-restarted")
+
+    out = tmp_path / "out"
+    run_pipeline(day, settings_for(fresh_db), out, during=kill_and_restart)
+    assert kills and kills[0] < 0.9, f"the kill came too late to test anything: {kills}"
+    print(f"killed at {kills[0]:.0%} of the events")
+    assert_results_equal(out, compute_reference(day))
