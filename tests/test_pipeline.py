@@ -114,3 +114,40 @@ def test_a_worker_killed_mid_replay_and_restarted_loses_and_double_counts_nothin
     assert kills and kills[0] < 0.9, f"the kill came too late to test anything: {kills}"
     print(f"killed at {kills[0]:.0%} of the events")
     assert_results_equal(out, compute_reference(day))
+
+
+def test_bad_input_is_quarantined_reported_per_line_and_the_rest_is_processed(tmp_path, fresh_db):
+    d = tmp_path / "bad"
+    generate_day(d, dt.date(2025, 6, 8), assets=3, public_trades=1500, seed=9)
+    forecast = sorted((d / "vpp" / "forecasts").glob("*.json"))[10]
+    forecast.write_text(forecast.read_text()[:300])                      # truncated JSON
+    trades = sorted((d / "exchange").glob("Private_Trades-*.csv"))[0]
+    lines = trades.read_text().splitlines()
+    lines[3] = lines[3].replace(";SELL;", ";HOLD;").replace(";BUY;", ";HOLD;")  # unknown side
+    trades.write_text("\n".join(lines) + "\n")
+    est = sorted((d / "imbalance").glob("imbalance_price_estimation_*.csv"))[0]
+    rows = est.read_text(encoding="utf-8").splitlines()
+    parts = rows[2].split(";")
+    parts[7] = "zwölf"                                                    # bad number
+    rows[2] = ";".join(parts)
+    est.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"))
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "intraday.cli", "run", str(d), "--speed", "max",
+                          "--until-drained", "--export", str(out)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 3, run.stderr[-3000:]
+    q = [line for line in run.stderr.splitlines() if line.startswith("quarantined: ")]
+    assert any(forecast.name in line and ":0:" in line and "JSON" in line for line in q), q
+    assert any(trades.name + ":4:" in line and "HOLD" in line for line in q), q
+    assert any(est.name + ":3:" in line for line in q), q
+    assert "completed with quarantined input" in run.stderr
+    import psycopg
+
+    with psycopg.connect(fresh_db) as conn:
+        stored = conn.execute("SELECT topic, source_file, line FROM quarantine").fetchall()
+    assert len(stored) == len(q)
+    assert ("exchange.private-trades", f"exchange/{trades.name}", 4) in stored
+    assert_results_equal(out, compute_reference(d))

@@ -1,0 +1,150 @@
+"""The replay: event-time order, speed factor (with an injected clock), DLQ for bad records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from intraday import topics
+from intraday.generate import generate_day
+from intraday.kafka import client_conf, ensure_topics, high_watermarks, producer
+from producers.parsers import parse_day
+from producers.replay import Replayer, parse_speed, schedule
+
+
+class FakeClock:
+    """Advances only when the replay sleeps: nothing waits for real."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class RecordingProducer:
+    """Collects what would be produced (a stand-in for the broker only where timing is tested;
+    the real broker is used in the tests below)."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, str, bytes]] = []
+
+    def produce(self, topic, key=None, value=None, partition=None):
+        self.sent.append((self.clock.monotonic(), topic, value))
+
+    def poll(self, timeout=0):
+        return 0
+
+    def flush(self, timeout=None):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    d = tmp_path_factory.mktemp("replay") / "day"
+    generate_day(d, dt.date(2025, 6, 8), assets=3, public_trades=2000, seed=2)
+    return parse_day(d)
+
+
+def test_speed_parsing():
+    assert parse_speed("max") is None and parse_speed("60") == 60.0
+    for bad in ("0", "-1", "x", "nan"):
+        with pytest.raises(ValueError):
+            parse_speed(bad)
+
+
+def test_the_schedule_is_event_time_divided_by_the_speed():
+    assert schedule([100.0, 160.0, 400.0], 60) == [0.0, 1.0, 5.0]
+    assert schedule([100.0, 160.0], None) == [0.0, 0.0]
+
+
+def test_parsed_records_are_in_event_time_order(day):
+    times = [r.event_time_s for r in day.records]
+    assert times == sorted(times) and len(times) > 1000
+
+
+def test_at_60x_every_event_goes_out_at_its_due_time_on_the_injected_clock(day):
+    clock = FakeClock()
+    prod = RecordingProducer(clock)
+    window = [r for r in day.records if r.event_time_s < day.records[0].event_time_s + 6 * 3600]
+    stats = Replayer(prod, 4, clock=clock, progress=False).replay(window, 60)
+    data = [(t, v) for t, topic, v in prod.sent if topic != topics.CLOCK]
+    t0 = window[0].event_time_s
+    assert len(data) == len(window) == stats.published
+    for (sent_at, value), r in zip(data, window, strict=True):
+        assert sent_at == pytest.approx((r.event_time_s - t0) / 60, abs=1e-9)
+        assert orjson.loads(value) == r.event
+    assert clock.now == pytest.approx((window[-1].event_time_s - t0) / 60)
+
+
+def test_the_replay_clock_topic_says_now_in_event_time_every_minute(day):
+    clock = FakeClock()
+    prod = RecordingProducer(clock)
+    window = day.records[:3000]
+    Replayer(prod, 4, clock=clock, progress=False).replay(window, None)
+    ticks = [orjson.loads(v) for _, topic, v in prod.sent if topic == topics.CLOCK]
+    nows = [t["now"] for t in ticks]
+    assert nows == sorted(nows) and ticks[-1]["done"] is True
+    span_min = (window[-1].event_time_s - window[0].event_time_s) / 60
+    assert len(ticks) <= span_min + 2
+
+
+@pytest.mark.integration
+def test_at_3600x_the_wall_time_matches_the_speed_factor_within_the_measured_overhead(day, bootstrap):
+    """Real clock, real broker. The tolerance is measured in the same run: the time the same
+    records take at max speed (publishing cost) plus the worst oversleep of time.sleep here."""
+    ensure_topics(bootstrap, 4)
+    window = [r for r in day.records if r.event_time_s < day.records[0].event_time_s + 3 * 3600]
+    span_s = window[-1].event_time_s - window[0].event_time_s
+    t = time.perf_counter()
+    Replayer(producer(bootstrap), 4, progress=False).replay(window, None)
+    max_speed_s = time.perf_counter() - t
+    oversleep = 0.0
+    for _ in range(20):
+        s = time.perf_counter()
+        time.sleep(0.001)
+        oversleep = max(oversleep, time.perf_counter() - s - 0.001)
+    t = time.perf_counter()
+    stats = Replayer(producer(bootstrap), 4, progress=False).replay(window, 3600)
+    wall = time.perf_counter() - t
+    expected = span_s / 3600
+    assert stats.published == len(window)
+    assert wall >= expected - 0.01, "the replay ran ahead of its clock"
+    assert wall <= expected + max_speed_s + oversleep * 10 + 0.25, (wall, expected, max_speed_s, oversleep)
+
+
+@pytest.mark.integration
+def test_rejected_records_reach_the_dead_letter_topic_with_file_and_line(tmp_path, bootstrap):
+    d = tmp_path / "day"
+    generate_day(d, dt.date(2025, 6, 8), assets=3, public_trades=100, seed=2)
+    trades = sorted((d / "exchange").glob("Private_Trades-*.csv"))[0]
+    lines = trades.read_text().splitlines()
+    lines.insert(3, "X1;SELL;2025-06-08 10:00:00+00:00;2025-06-08 10:15:00+00:00;"
+                    "2025-06-08 09:00:00+00:00;61,9;EUR;1.0;MWH")
+    trades.write_text("\n".join(lines) + "\n")
+    parsed = parse_day(d)
+    bad = [r for r in parsed.rejections if r.topic == topics.PRIVATE_TRADES]
+    assert len(bad) == 1 and bad[0].line == 4 and "61,9" in bad[0].message()
+    ensure_topics(bootstrap, 4)
+    before = high_watermarks(bootstrap, [topics.dlq(topics.PRIVATE_TRADES)])[(topics.dlq(topics.PRIVATE_TRADES), 0)]
+    rp = Replayer(producer(bootstrap), 4, progress=False)
+    assert rp.publish_rejections(parsed.rejections) == len(parsed.rejections)
+    rp.producer.flush(10)
+    c = Consumer(client_conf(bootstrap, **{"group.id": "t-dlq", "enable.auto.commit": False}))
+    try:
+        c.assign([TopicPartition(topics.dlq(topics.PRIVATE_TRADES), 0, before)])
+        msgs = [m for m in c.consume(10, timeout=5) if not m.error()]
+    finally:
+        c.close()
+    rec = orjson.loads(msgs[0].value())
+    assert rec["source_file"].endswith(trades.name) and rec["line"] == 4 and "61,9" in rec["reason"]
