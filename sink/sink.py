@@ -153,7 +153,13 @@ SINK_TOPICS = [topics.ASSET_QH, topics.TRADING_QH, topics.QH_RESULTS, topics.ALE
 
 def write_batch(conn: psycopg.Connection, rows: dict[str, dict[tuple, tuple]],
                 offsets: dict[tuple[str, int], int]) -> int:
-    """Upsert the rows (already de-duplicated by key) and record the offsets, in one transaction."""
+    """Upsert the rows (already de-duplicated by key) and record the offsets, in one transaction.
+
+    ``conn`` must be in autocommit mode, so that the ``transaction()`` block is the transaction
+    (not a savepoint inside an open one) and its end is the COMMIT the offsets wait for.
+    """
+    if not conn.autocommit:
+        raise ValueError("write_batch needs an autocommit connection (its block must be the transaction)")
     n = 0
     with conn.transaction():
         for name, by_key in rows.items():
@@ -164,6 +170,7 @@ def write_batch(conn: psycopg.Connection, rows: dict[str, dict[tuple, tuple]],
             cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
             conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
                                  "ON COMMIT DELETE ROWS").format(stage, sql.Identifier(name)))
+            conn.execute(sql.SQL("TRUNCATE {}").format(stage))  # whatever a failed batch left
             with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)) as copy:
                 for row in by_key.values():
                     copy.write_row(row)
@@ -219,9 +226,8 @@ class Sink:
         delay = 0.2
         while not self._stop.is_set():
             try:
-                conn = connect(self.database_url)
+                conn = connect(self.database_url, autocommit=True)
                 conn.execute("SET synchronous_commit = on")
-                conn.commit()
                 return conn
             except Exception as exc:  # noqa: BLE001 - retried with backoff, reported
                 log.warning("database not reachable (%s); retrying in %.1fs", exc, delay)

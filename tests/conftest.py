@@ -85,3 +85,17 @@ def settings_for(tmp_path):
         e.update({k: str(v) for k, v in env.items()})
         return Settings.from_env(e)
     return make
+
+
+@pytest.fixture
+def fresh_broker(tmp_path):
+    """A broker of this test's own (Tansu starts in milliseconds), with every topic declared."""
+    from intraday.kafka import ensure_topics
+
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        pytest.skip("needs its own broker; KAFKA_BOOTSTRAP_SERVERS points at a shared one")
+    broker = EmbeddedBroker(tmp_path / "broker").start()
+    ensure_topics(broker.bootstrap, 4)
+    yield broker.bootstrap
+    broker.stop()
