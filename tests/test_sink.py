@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
+from pipeline import wait_for
 
 from intraday import topics
 from intraday.kafka import committed_offsets, producer
 from intraday.qh import iso
-from pipeline import wait_for
 from sink import db
 from sink.sink import Sink, write_batch
 
