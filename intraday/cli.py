@@ -401,7 +401,6 @@ def cmd_alerts(args, settings: Settings) -> int:
     from confluent_kafka import Consumer
 
     from intraday import topics
-    from intraday.services import start_services
 
     if not settings.kafka_bootstrap:
         import json
@@ -412,31 +411,39 @@ def cmd_alerts(args, settings: Settings) -> int:
         bootstrap = json.loads(info.read_text())["bootstrap"]
     else:
         bootstrap = settings.kafka_bootstrap
-    del start_services
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
     from intraday.kafka import client_conf
 
     c = Consumer(client_conf(bootstrap, **{"group.id": f"intraday-alerts-cli-{time.time_ns()}",
-                                           "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                           "enable.auto.commit": False, "enable.partition.eof": True,
                                            "fetch.wait.max.ms": 50}))
-    c.subscribe([topics.ALERTS])
     seen: set[tuple[str, str]] = set()
-    idle_since = time.monotonic()
     try:
-        while True:
+        md = c.list_topics(topics.ALERTS, timeout=10).topics.get(topics.ALERTS)
+        if md is None or md.error:
+            raise CliError(f"topic {topics.ALERTS} does not exist on {bootstrap}")
+        parts = list(md.partitions)
+        c.assign([TopicPartition(topics.ALERTS, p, OFFSET_BEGINNING) for p in parts])
+        at_end: set[int] = set()
+        while args.follow or len(at_end) < len(parts):
             m = c.poll(0.5)
-            if m is None or m.error():
-                if not args.follow and time.monotonic() - idle_since > 3:
-                    break
+            if m is None:
                 continue
-            idle_since = time.monotonic()
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(m.partition())
+                continue
             a = orjson.loads(m.value())
             ident = (a.get("alert_id"), a.get("status"))
             if ident in seen:
                 continue  # at-least-once delivery: show each alert state once
             seen.add(ident)
+            value = a.get("value")
             print(f"{a.get('detected_at')} {a.get('status'):8} {a.get('severity'):8} {a.get('subject')} "
-                  f"QH {a.get('delivery_start')} {a.get('kind')} {a.get('value'):.3f} {a.get('unit')} "
-                  f"(threshold {a.get('threshold')}) {a.get('suggested_action')} [{a.get('alert_id')}]", flush=True)
+                  f"QH {a.get('delivery_start')} {a.get('kind')} "
+                  f"{value if value is None else round(value, 3)} {a.get('unit')} (threshold {a.get('threshold')}) "
+                  f"{a.get('suggested_action')} [{a.get('alert_id')}]", flush=True)
     except KeyboardInterrupt:
         pass
     finally:

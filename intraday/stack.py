@@ -24,7 +24,8 @@ log = logging.getLogger("intraday.stack")
 PROCESSOR_GROUP = "intraday-processors"
 PROCESSOR_TOPICS = [topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH,
                     topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CRM_CONTRACTS,
-                    topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO]
+                    topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO,
+                    topics.CLOCK, topics.CLOCK_BROADCAST]
 
 
 @dataclass

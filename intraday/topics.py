@@ -40,12 +40,13 @@ TRADING_QH = "derived.trading-qh"        # key delivery_start: trading metrics p
 TRADE_SLICES = "derived.trade-slices"    # key delivery_start: slices of multi-hour products
 PORTFOLIO = "derived.portfolio"          # broadcast to every partition: portfolio membership
 QH_RESULTS = "derived.qh-results"        # key delivery_start: asset imbalance + portfolio rows
+CLOCK_BROADCAST = "derived.clock"        # replay.clock copied to every partition: "now" for all
 
 SOURCE_TOPICS = (
     FORECASTS, LIVE_INFEED, TECHNICAL_DATA, PRIVATE_TRADES, PUBLIC_TRADES, IMBALANCE_PRICES,
     DSO_FINAL, DSO_REDISPATCH, DSO_COMPENSATION, CRM_CONTRACTS,
 )
-DERIVED_TOPICS = (ASSET_QH, TRADING_QH, TRADE_SLICES, PORTFOLIO, QH_RESULTS)
+DERIVED_TOPICS = (ASSET_QH, TRADING_QH, TRADE_SLICES, PORTFOLIO, QH_RESULTS, CLOCK_BROADCAST)
 SINGLE_PARTITION = {TECHNICAL_DATA, CRM_CONTRACTS, CLOCK, DSO_COMPENSATION}
 
 

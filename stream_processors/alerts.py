@@ -1,17 +1,27 @@
-"""Imbalance alerts for the ``imbalance.alerts`` topic: pure, replay-safe, with hysteresis.
+"""Alerts for the ``imbalance.alerts`` topic: pure, replay-safe, with hysteresis.
 
-An alert is raised when a QH's projected portfolio imbalance (its volume, or its cost at the
-current price) crosses its threshold while the QH can still be traded (event time before gate
-closure), and resolved when it falls back under 80 % of the threshold. The alert state lives in
-the QH's state (``al``), so a restarted worker neither repeats nor forgets an alert, and its id is
-a hash of (subject, QH, kind, occurrence number): the same replay gives the same ids.
+Three kinds, each raised once per state change and resolved when the condition clears:
+
+- ``imbalance_volume`` / ``imbalance_cost`` (subject ``PORTFOLIO``): a QH's projected portfolio
+  imbalance (its volume, or its cost at the current price) crosses its threshold while the QH can
+  still be traded (event time before gate closure); resolved under 80 % of the threshold.
+- ``open_position`` (``PORTFOLIO``): from gate closure minus X minutes on, the QH's open position
+  (tradeable forecast minus net sold) is not flat (over the volume threshold); resolved when flat.
+- ``stale_feed`` (subject: the asset): no live sample for Y minutes of event time; resolved by
+  the next sample (a feed silent for over 6 hours is taken as ended, not raised).
+
+"Now" is the replay clock (``replay.clock``, broadcast to every partition as ``derived.clock``)
+or the event time of the data, never the wall clock, so a replay at any speed gives the same
+alerts. Alert state lives in the processors' tables, so a restarted worker neither repeats nor
+forgets an alert; its id hashes (subject, QH, kind, occurrence): the same replay, the same ids.
 
 Alert event (JSON, schema_version 1)::
 
     {"schema_version": 1, "type": "alert", "alert_id": "3f2a...", "status": "raised"|"resolved",
-     "kind": "imbalance_volume"|"imbalance_cost", "severity": "warning"|"critical",
-     "subject": "PORTFOLIO", "delivery_start": "2025-06-08T14:15:00Z",
-     "value": 1.8, "threshold": 1.0, "unit": "MWh"|"EUR", "imbalance_mwh": 1.8,
+     "kind": "imbalance_volume"|"imbalance_cost"|"open_position"|"stale_feed",
+     "severity": "warning"|"critical"|"info", "subject": "PORTFOLIO" or an asset_id,
+     "delivery_start": "2025-06-08T14:15:00Z" (for stale_feed: the QH of detection),
+     "value": 1.8, "threshold": 1.0, "unit": "MWh"|"EUR"|"min", "imbalance_mwh": 1.8,
      "eur_at_risk": 412.5, "price_eur_mwh": 229.2, "minutes_to_gate_closure": 42.0,
      "suggested_action": "sell 7.2 MW more for 14:15", "detected_at": "2025-06-08T13:18:00Z"}
 """
@@ -22,19 +32,24 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from intraday.qh import BERLIN, GATE_CLOSURE_S, iso, to_dt
+from intraday.qh import BERLIN, GATE_CLOSURE_S, QH_S, iso, to_dt
 
 RESOLVE_FRACTION = 0.8
+FEED_ENDED_MIN = 6 * 60
 
 
 @dataclass(frozen=True)
 class AlertConfig:
     imbalance_mwh: float = 1.0
     cost_eur: float = 500.0
+    open_position_min: float = 30.0
+    stale_feed_min: float = 15.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> AlertConfig:
-        return cls(imbalance_mwh=settings.alert_imbalance_mwh, cost_eur=settings.alert_cost_eur)
+        return cls(imbalance_mwh=settings.alert_imbalance_mwh, cost_eur=settings.alert_cost_eur,
+                   open_position_min=settings.alert_open_position_min,
+                   stale_feed_min=settings.alert_stale_feed_min)
 
 
 def alert_id(subject: str, qh_s: int, kind: str, occurrence: int) -> str:
@@ -49,14 +64,34 @@ def suggested_action(imbalance_mwh: float, qh_s: int) -> str:
     return f"{verb} {mw:.1f} MW more for {local}"
 
 
+def _event(subject: str, qh_s: int, kind: str, occurrence: int, status: str, value: float,
+           threshold: float, unit: str, now_s: float, **extra: Any) -> dict[str, Any]:
+    severity = "info" if status == "resolved" else ("critical" if value > 2 * threshold else "warning")
+    return {"schema_version": 1, "type": "alert", "alert_id": alert_id(subject, qh_s, kind, occurrence),
+            "status": status, "kind": kind, "severity": severity, "subject": subject,
+            "delivery_start": iso(qh_s), "value": value, "threshold": threshold, "unit": unit,
+            "minutes_to_gate_closure": (qh_s - GATE_CLOSURE_S - now_s) / 60.0,
+            "detected_at": iso(int(now_s)), **extra}
+
+
+def _transition(al: dict, kind: str, raise_if: bool, resolve_if: bool) -> tuple[str, int] | None:
+    active, occurrence = al.get(kind, [False, 0])
+    if not active and raise_if:
+        al[kind] = [True, occurrence + 1]
+        return "raised", occurrence + 1
+    if active and resolve_if:
+        al[kind] = [False, occurrence]
+        return "resolved", occurrence
+    return None
+
+
 def evaluate_alerts(config: AlertConfig, qh_s: int, state: dict[str, Any], port: dict[str, Any],
-                    known_at: float | None) -> list[dict[str, Any]]:
-    """Alerts raised or resolved by the QH's new portfolio row; updates ``state['al']``."""
+                    now_s: float | None) -> list[dict[str, Any]]:
+    """Imbalance alerts raised or resolved by the QH's new portfolio row; updates ``state['al']``."""
     imbalance = port.get("imbalance_mwh")
-    if imbalance is None or known_at is None:
+    if imbalance is None or now_s is None:
         return []
-    gate = qh_s - GATE_CLOSURE_S
-    tradeable = known_at < gate
+    tradeable = now_s < qh_s - GATE_CLOSURE_S
     cost = port.get("imbalance_cost_eur")
     checks = [("imbalance_volume", abs(imbalance), config.imbalance_mwh, "MWh")]
     if cost is not None:
@@ -66,24 +101,102 @@ def evaluate_alerts(config: AlertConfig, qh_s: int, state: dict[str, Any], port:
     for kind, value, threshold, unit in checks:
         if threshold <= 0:
             continue
-        active, occurrence = al.get(kind, [False, 0])
-        if not active and tradeable and value > threshold:
-            active, occurrence = True, occurrence + 1
-            status = "raised"
-        elif active and value < threshold * RESOLVE_FRACTION:
-            active = False
-            status = "resolved"
-        else:
+        t = _transition(al, kind, tradeable and value > threshold, value < threshold * RESOLVE_FRACTION)
+        if t is None:
             continue
-        al[kind] = [active, occurrence]
-        severity = "critical" if value > 2 * threshold else "warning"
-        out.append({
-            "schema_version": 1, "type": "alert", "alert_id": alert_id("PORTFOLIO", qh_s, kind, occurrence),
-            "status": status, "kind": kind, "severity": severity if status == "raised" else "info",
-            "subject": "PORTFOLIO", "delivery_start": iso(qh_s), "value": value, "threshold": threshold,
-            "unit": unit, "imbalance_mwh": imbalance, "eur_at_risk": abs(cost) if cost is not None else None,
-            "price_eur_mwh": port.get("imbalance_price_eur_mwh"),
-            "minutes_to_gate_closure": (gate - known_at) / 60.0,
-            "suggested_action": suggested_action(imbalance, qh_s) if status == "raised" else "none",
-            "detected_at": iso(int(known_at))})
+        status, occurrence = t
+        out.append(_event("PORTFOLIO", qh_s, kind, occurrence, status, value, threshold, unit, now_s,
+                          imbalance_mwh=imbalance, eur_at_risk=abs(cost) if cost is not None else None,
+                          price_eur_mwh=port.get("imbalance_price_eur_mwh"),
+                          suggested_action=suggested_action(imbalance, qh_s) if status == "raised" else "none"))
+    return out
+
+
+def open_position_mwh(port: dict[str, Any]) -> float | None:
+    """Tradeable forecast (MWh) minus net sold: what is still to sell (+) or buy back (-)."""
+    tradeable = port.get("tradeable_forecast_kw")
+    if tradeable is None:
+        return None
+    return tradeable * QH_S / 3600 / 1000 - (port.get("net_sold_mwh") or 0.0)
+
+
+def qhs_due_for_position_check(config: AlertConfig, now_s: float) -> range:
+    """QHs whose gate closure lies in ``(now, now + X min]``: the desk must be flat by then."""
+    first = int((now_s + GATE_CLOSURE_S) // QH_S) * QH_S + QH_S
+    last = int((now_s + GATE_CLOSURE_S + config.open_position_min * 60) // QH_S) * QH_S
+    return range(first, last + 1, QH_S)
+
+
+def evaluate_open_position(config: AlertConfig, qh_s: int, state: dict[str, Any], port: dict[str, Any],
+                           now_s: float) -> list[dict[str, Any]]:
+    """The open-position alert of a QH inside its last X minutes before gate closure."""
+    threshold = config.imbalance_mwh
+    open_mwh = open_position_mwh(port)
+    if open_mwh is None or threshold <= 0:
+        return []
+    gate = qh_s - GATE_CLOSURE_S
+    in_window = gate - config.open_position_min * 60 <= now_s < gate
+    al = state.setdefault("al", {})
+    t = _transition(al, "open_position", in_window and abs(open_mwh) > threshold,
+                    abs(open_mwh) < threshold * RESOLVE_FRACTION)
+    if t is None:
+        return []
+    status, occurrence = t
+    price = port.get("imbalance_price_eur_mwh")
+    return [_event("PORTFOLIO", qh_s, "open_position", occurrence, status, abs(open_mwh), threshold, "MWh",
+                   now_s, imbalance_mwh=open_mwh,
+                   eur_at_risk=abs(open_mwh * price) if price is not None else None, price_eur_mwh=price,
+                   suggested_action=suggested_action(open_mwh, qh_s) if status == "raised" else "none")]
+
+
+def _stale_event(config: AlertConfig, asset_id: str, feed: dict[str, Any], status: str, occurrence: int,
+                 silent_min: float, at_s: float) -> dict[str, Any]:
+    last = feed["last"]
+    ev = _event(asset_id, int(last // QH_S) * QH_S, "stale_feed", occurrence, status, silent_min,
+                config.stale_feed_min, "min", at_s, imbalance_mwh=None, eur_at_risk=None, price_eur_mwh=None,
+                suggested_action=(f"check the live feed of {asset_id}: silent since {iso(int(last))}"
+                                  if status == "raised" else "none"))
+    ev["delivery_start"] = iso(int(at_s // QH_S) * QH_S)
+    return ev
+
+
+def evaluate_stale_feed(config: AlertConfig, asset_id: str, feed: dict[str, Any], now_s: float) -> list[dict]:
+    """On a clock tick: is the feed (``{"last": last sample time, "al": {...}}``) silent too long?
+
+    The raise is dated when the feed *became* stale (last sample + Y minutes), so a tick that
+    comes late (a fast replay) gives the same alert as one on time.
+    """
+    last = feed.get("last")
+    if last is None or config.stale_feed_min <= 0:
+        return []
+    silent_min = (now_s - last) / 60.0
+    al = feed.setdefault("al", {})
+    # a feed silent for more than FEED_ENDED_MIN has ended (e.g. the replayed day is over): it is
+    # not raised as stale then, only an alert already open stays open until data returns
+    t = _transition(al, "stale_feed", config.stale_feed_min < silent_min <= FEED_ENDED_MIN, False)
+    if t is None:
+        return []
+    return [_stale_event(config, asset_id, feed, "raised", t[1], config.stale_feed_min,
+                         last + config.stale_feed_min * 60)]
+
+
+def feed_sample(config: AlertConfig, asset_id: str, feed: dict[str, Any], ts: float) -> list[dict]:
+    """A live sample arrived at ``ts``: resolve an open stale alert, or report a gap that was
+    longer than Y minutes as raised-and-resolved (whether or not a tick saw it in between)."""
+    last = feed.get("last")
+    if last is not None and ts <= last:
+        return []  # late or repeated sample: the feed was not silent
+    out: list[dict] = []
+    if last is not None and config.stale_feed_min > 0:
+        gap_min = (ts - last) / 60.0
+        al = feed.setdefault("al", {})
+        if gap_min > config.stale_feed_min and gap_min <= FEED_ENDED_MIN:
+            t = _transition(al, "stale_feed", True, False)
+            if t is not None:
+                out.append(_stale_event(config, asset_id, feed, "raised", t[1], config.stale_feed_min,
+                                        last + config.stale_feed_min * 60))
+        t = _transition(al, "stale_feed", False, True)
+        if t is not None:
+            out.append(_stale_event(config, asset_id, feed, "resolved", t[1], gap_min, ts))
+    feed["last"] = ts
     return out

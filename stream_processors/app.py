@@ -32,7 +32,14 @@ from faust.serializers import codecs
 
 from intraday import events, rules, topics
 from intraday.qh import HOUR_S, QH_S, iso, parse_iso, qh_slices
-from stream_processors.alerts import AlertConfig, evaluate_alerts
+from stream_processors.alerts import (
+    AlertConfig,
+    evaluate_alerts,
+    evaluate_open_position,
+    evaluate_stale_feed,
+    feed_sample,
+    qhs_due_for_position_check,
+)
 
 log = logging.getLogger("intraday.processors")
 
@@ -177,6 +184,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
 
     asset_obs = table("asset-observations")
     forecast_versions = table("forecast-versions")
+    feed_state = table("feed-state")
     trading_state = table("trading-state")
     seen_trades = table("seen-trades")
     qh_state = table("qh-state")
@@ -187,7 +195,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
         return app.topic(*names, key_serializer="raw", value_serializer="raw")
 
     # ------------------------------------------------------------------ assets (by asset_id)
-    asset_types = frozenset({"forecast", "live_sample", "final_production", "redispatch_flag"})
+    asset_types = frozenset({"forecast", "live_sample", "final_production", "redispatch_flag", "clock"})
     forecasts = ForecastIndex(forecast_versions)
 
     @app.on_partitions_revoked.connect
@@ -198,18 +206,31 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     async def _assigned(app_, assigned, **kwargs):
         forecasts.clear()
 
-    @app.agent(raw_topic(topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH),
-               name="assets")
+    @app.agent(raw_topic(topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH,
+                         topics.CLOCK_BROADCAST), name="assets")
     async def assets(stream):
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             obs = StateCache(asset_obs)
             versions = StateCache(forecast_versions)
+            feeds = StateCache(feed_state)
             changed: dict[str, float] = {}  # "asset|qh" -> knowledge time
             for msg, e in _decode_batch(emitter, evs, asset_types):
                 try:
+                    if e["type"] == "clock":
+                        _check_feeds(feeds, feed_state, msg.partition, partitions, parse_iso(e["now"]),
+                                     alert_config, emitter)
+                        continue
                     _apply_asset_event(obs, versions, forecasts, msg.partition, e, changed)
+                    if e["type"] == "live_sample":
+                        feed = feeds.get(e["asset_id"], msg.partition, dict)
+                        last = feed.get("last")
+                        for alert in feed_sample(alert_config, e["asset_id"], feed, parse_iso(e["timestamp"])):
+                            emitter.send(topics.ALERTS, alert["subject"], alert)
+                        if feed.get("last") != last:
+                            feeds.mark(e["asset_id"])
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
+            feeds.flush()
             by_qh: dict[int, list] = defaultdict(list)
             for key in changed:
                 asset_id, qh_text = key.rsplit("|", 1)
@@ -271,18 +292,30 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                         "schema_version": 1, "type": "portfolio", "file_time": file_time,
                         "members": members}, partition=p)
 
-    # ------------------------------------------------------------------ imbalance per QH
-    qh_types = frozenset({"asset_qh", "trading_qh", "imbalance_price", "portfolio"})
+    # ------------------------------------------------------------------ replay clock broadcast
+    @app.agent(raw_topic(topics.CLOCK), name="clock")
+    async def clock(stream):
+        async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            for _msg, tick in _decode_batch(emitter, evs, frozenset({"clock"})):
+                for p in range(partitions):  # every tick: time-driven checks must see each minute
+                    emitter.send(topics.CLOCK_BROADCAST, "clock", tick, partition=p)
 
-    @app.agent(raw_topic(topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO),
-               name="qh")
+    # ------------------------------------------------------------------ imbalance per QH
+    qh_types = frozenset({"asset_qh", "trading_qh", "imbalance_price", "portfolio", "clock"})
+
+    @app.agent(raw_topic(topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO,
+                         topics.CLOCK_BROADCAST), name="qh")
     async def qh(stream):
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             cache = StateCache(qh_state)
             members_changed: set[int] = set()
             known: dict[int, float] = {}
+            ticks: dict[int, list[float]] = defaultdict(list)
             for msg, e in _decode_batch(emitter, evs, qh_types):
                 try:
+                    if e["type"] == "clock":
+                        ticks[msg.partition].append(parse_iso(e["now"]))
+                        continue
                     if e["type"] == "portfolio":
                         mkey = f"members|{msg.partition}"
                         m = cache.get(mkey, msg.partition, dict)
@@ -315,10 +348,25 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 emitter.send(topics.QH_RESULTS, iso(qh_s), {
                     "schema_version": 1, "type": "qh_result", "qh": qh_s, "known_at": known_at,
                     "portfolio": port, "assets": rows})
+            for p, nows in ticks.items():  # time-driven: open positions close to gate closure
+                m = cache.get(f"members|{p}", p, dict).get("members")
+                members = set(m) if m is not None else None
+                for now_s, qh_s in ((n, q) for n in sorted(nows) for q in qhs_due_for_position_check(alert_config, n)):
+                    key = f"qh|{qh_s}"
+                    if topics.partition_for(iso(qh_s), partitions) != p or (
+                            key not in cache.values and key not in qh_state.data):
+                        continue
+                    state = cache.get(key, p, dict)
+                    port = rules.portfolio_row(qh_s, state, members)
+                    alerts = evaluate_open_position(alert_config, qh_s, state, port, now_s)
+                    for alert in alerts:
+                        emitter.send(topics.ALERTS, alert["subject"], alert)
+                    if alerts:
+                        cache.mark(key)
             cache.flush()
 
     app.intraday_tables = {  # type: ignore[attr-defined]
-        "asset-observations": asset_obs, "forecast-versions": forecast_versions, "trading-state": trading_state, "seen-trades": seen_trades,
+        "asset-observations": asset_obs, "forecast-versions": forecast_versions, "feed-state": feed_state, "trading-state": trading_state, "seen-trades": seen_trades,
         "qh-state": qh_state, "portfolio-state": portfolio_state}
     return app
 
@@ -431,6 +479,20 @@ def _apply_asset_event(obs: StateCache, versions: StateCache, forecasts: Forecas
                                       bool(e["is_redispatched"])):
                 obs.mark(key)
                 touched(qh_s)
+
+
+def _check_feeds(feeds: StateCache, table: Any, partition: int, partitions: int, now_s: float,
+                 config: AlertConfig, emitter: Emitter) -> None:
+    """On a clock tick: a stale-feed alert for each asset of this partition gone silent."""
+    for asset_id in list(table.data.keys()) + [k for k in feeds.values if k not in table.data]:
+        if topics.partition_for(asset_id, partitions) != partition:
+            continue
+        feed = feeds.get(asset_id, partition, dict)
+        alerts = evaluate_stale_feed(config, asset_id, feed, now_s)
+        for alert in alerts:
+            emitter.send(topics.ALERTS, alert["subject"], alert)
+        if alerts:
+            feeds.mark(asset_id)
 
 
 def _apply_trade_event(cache: StateCache, seen: StateCache, emitter: Emitter, partitions: int,

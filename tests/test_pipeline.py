@@ -151,3 +151,28 @@ def test_bad_input_is_quarantined_reported_per_line_and_the_rest_is_processed(tm
     assert len(stored) == len(q)
     assert ("exchange.private-trades", f"exchange/{trades.name}", 4) in stored
     assert_results_equal(out, compute_reference(d))
+
+
+def test_alerts_reach_the_topic_the_table_and_the_alerts_command_once_each(day, tmp_path, fresh_db, settings_for):
+    printed = {}
+
+    def read_alerts(stack):
+        stack.wait_drained(300)
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.services.bootstrap)
+        r = subprocess.run([sys.executable, "-m", "intraday.cli", "alerts"], env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        printed["lines"] = [line for line in r.stdout.splitlines() if line.strip()]
+
+    out = tmp_path / "out"
+    run_pipeline(day, settings_for(fresh_db, INTRADAY_ALERT_IMBALANCE_MWH=0.5), out, during=read_alerts)
+    import psycopg
+
+    with psycopg.connect(fresh_db) as conn:
+        stored = conn.execute("SELECT alert_id, status, kind FROM alerts").fetchall()
+    assert stored, "a generated day with a 0.5 MWh threshold raises alerts"
+    assert {k for _, _, k in stored} >= {"imbalance_volume"}
+    lines = printed["lines"]
+    assert len(lines) == len(stored) == len({(a, s) for a, s, _ in stored})
+    ids = {a for a, _, _ in stored}
+    assert all(any(i in line for i in ids) for line in lines)
