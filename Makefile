@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # Debian's chromium for the browser test (skipped with a reason when it cannot be installed)
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
 	  || echo "browser-deps: could not install chromium; browser tests will be skipped"; }
 

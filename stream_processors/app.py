@@ -372,10 +372,12 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
 
 
 def _newest_members(files: dict[str, list]) -> tuple[str, list] | None:
+    """(file time, a copy of the members) of the newest CRM file: a copy, because the caller
+    compares it with the same file's list after appending to it."""
     if not files:
         return None
     newest = max(files)
-    return newest, files[newest]
+    return newest, list(files[newest])
 
 
 class ForecastIndex:

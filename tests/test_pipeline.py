@@ -176,3 +176,30 @@ def test_alerts_reach_the_topic_the_table_and_the_alerts_command_once_each(day, 
     assert len(lines) == len(stored) == len({(a, s) for a, s, _ in stored})
     ids = {a for a, _, _ in stored}
     assert all(any(i in line for i in ids) for line in lines)
+
+
+def test_workers_joining_leaving_and_crashing_mid_replay_give_the_reference(day, tmp_path, fresh_db, settings_for):
+    """Rebalance out and in: a second worker joins at 30 %, leaves cleanly at 60 %, the first is
+    killed at 80 % and restarted. Every partition keeps exactly one owner; results equal."""
+    marks = []
+
+    def rebalance(stack):
+        first = stack.children[-1]
+        wait_for(lambda: processed_fraction(stack) > 0.3, 120, "30% processed", interval=0.01)
+        marks.append(processed_fraction(stack))
+        second = stack.start_worker("worker-2")
+        wait_for(lambda: processed_fraction(stack) > 0.6, 180, "60% processed", interval=0.02)
+        marks.append(processed_fraction(stack))
+        second.stop()
+        stack.children.remove(second)
+        wait_for(lambda: processed_fraction(stack) > 0.8, 180, "80% processed", interval=0.02)
+        marks.append(processed_fraction(stack))
+        first.kill()
+        stack.children.remove(first)
+        stack.start_worker("worker-restarted")
+
+    out = tmp_path / "out"
+    run_pipeline(day, settings_for(fresh_db), out, during=rebalance)
+    print("faults at", [f"{m:.0%}" for m in marks])
+    assert marks[0] < 1.0
+    assert_results_equal(out, compute_reference(day))

@@ -139,3 +139,14 @@ def test_portfolio_imbalance_is_best_of_infeed_minus_net_sold_over_members_only(
     assert row["best_of_infeed_kw"] == 12000.0 and row["net_sold_mwh"] == 2.5
     assert row["imbalance_mwh"] == 0.5 and row["imbalance_cost_eur"] == -20.0
     assert row["imbalance_price_source"] == "estimate" and row["in_scope"]
+
+
+def test_portfolio_membership_change_is_seen_when_a_crm_file_arrives_over_several_batches():
+    """Regression: the membership snapshot compared a list with itself after appending to it,
+    so contracts of one CRM file arriving in a second batch were never broadcast."""
+    from stream_processors.app import _newest_members
+
+    files = {"2025-06-01T04:45:00Z": ["A"]}
+    before = _newest_members(files)
+    files["2025-06-01T04:45:00Z"].append("B")
+    assert _newest_members(files) != before

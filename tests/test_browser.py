@@ -1,0 +1,341 @@
+"""The dashboard in a real browser: Debian's chromium (``make browser-deps``) driven by Selenium.
+
+One end-to-end path, as the desk uses it: the real pipeline fills a fresh database with a small
+generated day, ``intraday dashboard`` runs as a subprocess (the production entry point), headless
+chromium opens ``/``, is sent to ``/login``, logs in through the form, waits until the graphs hold
+data, checks the page's main elements against the database, checks the browser console, checks
+that every callback POST carried the CSRF header (and that one without it is refused), and saves
+a screenshot to ``docs/screenshots/desk.png`` (and to the test's tmp directory).
+
+Skipped, with the reason, only when ``/usr/bin/chromium`` or ``/usr/bin/chromedriver`` is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from pipeline import run_pipeline
+
+from dashboard import figures as F
+from dashboard import queries as Q
+from dashboard.auth import CSRF_COOKIE, CSRF_HEADER, add_user
+from intraday.generate import generate_day
+from intraday.qh import BERLIN
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = ROOT / "docs" / "screenshots" / "desk.png"
+DAY = dt.date(2025, 6, 8)
+WINDOW = (1600, 1000)
+PASSWORD = "browser-test-pw-7d1c"
+START_TIMEOUT_S = 60
+PAGE_TIMEOUT_S = 60
+ALERTS_PAGE_SIZE = 12  # dashboard/app.py: the alerts table's page_size
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                       reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+                              "run `make browser-deps` (as root)"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(proc: subprocess.Popen, port: int, log_path: Path, timeout: float) -> None:
+    """Until the dashboard accepts connections; fails at once if it exits, or at the deadline.
+    The pause between probes is ``proc.wait``: it returns early when the process dies."""
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        try:
+            code = proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None:
+            raise AssertionError(f"the dashboard exited with {code}:\n{log_path.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the dashboard did not listen on {port} within {timeout}s:\n"
+                                 f"{log_path.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+# Plotly keeps the figure on the graph div (``gd.data``, ``gd.layout``); a trace "holds data" when
+# it has at least one non-null y, and the plot is drawn when plotly rendered a trace group for it.
+# The figures' ``uirevision`` is their delivery day (dashboard/figures.py).
+GRAPH_STATE_JS = """
+const out = {};
+for (const id of arguments[0]) {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  if (!gd || !Array.isArray(gd.data)) { out[id] = {points: 0, drawn: 0, traces: 0, day: '', axis: ''}; continue; }
+  let points = 0;
+  for (const t of gd.data) {
+    for (const v of (t.y || [])) { if (v !== null && v !== undefined) points++; }
+  }
+  const drawn = gd.querySelectorAll('.scatterlayer .trace, .barlayer .trace').length;
+  const layout = gd.layout || {};
+  const xaxis = layout.xaxis || {};
+  const axis = (xaxis.title && xaxis.title.text) || '';
+  out[id] = {points: points, drawn: drawn, traces: gd.data.length, day: String(layout.uirevision || ''),
+             axis: axis};
+}
+return out;
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture
+def filled_db(fresh_db, settings_for, tmp_path) -> str:
+    """A fresh database filled by the real pipeline (broker, processors, sink) from a small day."""
+    day_dir = tmp_path / DAY.isoformat()
+    generate_day(day_dir, DAY, assets=3, public_trades=2000, seed=1)
+    run_pipeline(day_dir, settings_for(fresh_db), tmp_path / "export")
+    return fresh_db
+
+
+@pytest.fixture
+def dashboard_url(filled_db, tmp_path):
+    """``intraday dashboard`` as a subprocess on a free port with a users file holding one desk
+    user; stopped (and waited for) afterwards."""
+    state = tmp_path / "dashboard-state"
+    users = tmp_path / "users.json"
+    add_user(users, "desk", PASSWORD, "desk")
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=filled_db, INTRADAY_STATE_DIR=str(state), INTRADAY_USERS_FILE=str(users))
+    for k in ("INTRADAY_AUTH", "INTRADAY_SECRET_KEY", "FLASK_DEBUG", "DASH_DEBUG"):
+        env.pop(k, None)
+    log_path = tmp_path / "dashboard.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "dashboard", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(proc, port, log_path, START_TIMEOUT_S)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+    assert proc.returncode is not None
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-extensions", "--hide-scrollbars", "--force-device-scale-factor=1",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        opts.add_argument(arg)
+    # console messages, and the network events (request headers) of the DevTools protocol
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=opts)
+    try:
+        driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+        driver.set_script_timeout(PAGE_TIMEOUT_S)
+        # the window's size includes (headless) browser chrome: make the viewport WINDOW
+        inner_w, inner_h = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+        if (inner_w, inner_h) != WINDOW:
+            outer = driver.get_window_size()
+            driver.set_window_size(outer["width"] + WINDOW[0] - inner_w, outer["height"] + WINDOW[1] - inner_h)
+        assert driver.execute_script("return [window.innerWidth, window.innerHeight]") == list(WINDOW)
+        yield driver
+    finally:
+        driver.quit()
+
+
+# ---------------------------------------------------------------------------------------------
+# the test
+
+
+def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2)
+
+    # what the database says the page must show
+    with psycopg.connect(filled_db, autocommit=True) as conn:
+        clock = Q.replay_clock(conn)
+        expected_tiles = F.kpi_tiles(Q.query_running_totals(conn, DAY))
+        n_alerts = len(Q.query_alerts(conn, DAY))
+        days = Q.query_days(conn)["day"].tolist()
+    assert clock is not None and DAY in days, "the pipeline left no data for the day"
+    clock_day = clock.tz_convert(BERLIN).date()
+    default_day = clock_day if clock_day in days else days[-1]  # what the page opens on
+
+    # 1. no session: / sends the browser to the login form
+    browser.get(dashboard_url + "/")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "form input[name=username]")))
+    assert "/login" in browser.current_url, browser.current_url
+    assert browser.title == "Intraday desk: log in"
+
+    # 2. log in through the form
+    browser.find_element(By.ID, "u").send_keys("desk")
+    browser.find_element(By.ID, "p").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait.until(lambda d: "/login" not in d.current_url)
+    assert browser.current_url.rstrip("/") == dashboard_url, browser.current_url
+    csrf = browser.get_cookie(CSRF_COOKIE)
+    assert csrf and csrf["value"], "no CSRF cookie after login"
+
+    # 3. the page opens on the replay clock's delivery day; the cockpit fills with data there
+    #    (the layout has empty figures: data arrive only through the callbacks, i.e. with the header)
+    def graphs_ready(day: dt.date, ids: list[str]):
+        def ready(d):
+            state = d.execute_script(GRAPH_STATE_JS, ids)
+            ok = all(s["points"] > 0 and s["drawn"] > 0 and s["day"] == day.isoformat() for s in state.values())
+            return state if ok else False
+        return ready
+
+    def wait_graphs(day: dt.date, ids: list[str]) -> dict:
+        try:
+            return wait.until(graphs_ready(day, ids))
+        except Exception:
+            browser.save_screenshot(str(tmp_path / "timeout.png"))
+            raise AssertionError(f"graphs without data for {day}: {browser.execute_script(GRAPH_STATE_JS, ids)}; "
+                                 f"screenshot {tmp_path / 'timeout.png'}") from None
+
+    wait_graphs(default_day, ["cockpit"])
+    assert default_day.isoformat() in browser.find_element(By.ID, "day").text
+
+    # the generated day is picked in the day dropdown (a user input driving the callbacks)
+    if default_day != DAY:
+        browser.find_element(By.ID, "day").click()
+        option = wait.until(EC.element_to_be_clickable(
+            (By.XPATH, f"//*[@role='option'][contains(., '{DAY.isoformat()}')]")))
+        option.click()
+        wait.until(lambda d: DAY.isoformat() in d.find_element(By.ID, "day").text)
+    graphs = ["cockpit", "prices", "imbalance", "ribbon"]
+    graph_state = wait_graphs(DAY, graphs)
+    wait.until(lambda d: d.find_element(By.ID, "clock").text.startswith("replay clock"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#kpis .kpi")) == len(expected_tiles))
+    # plotly drew the cockpit's lines (an SVG path with points, not an empty one)
+    cockpit_lines = browser.execute_script(
+        "return [...document.querySelectorAll('#cockpit .scatterlayer .trace path.js-line')]"
+        ".filter(p => (p.getAttribute('d') || '').length > 20).length")
+    assert cockpit_lines >= 1, graph_state
+
+    # 4. the main elements
+    header = browser.find_element(By.CSS_SELECTOR, "header.header")
+    assert "Intraday desk" in header.text and "desk (desk)" in header.text
+    assert browser.find_element(By.ID, "clock").text == "replay clock " + F.berlin_time(clock)
+    assert browser.find_element(By.ID, "countdown").is_displayed()
+    # KPI tiles: the running totals of the day, as the database has them
+    for tile in expected_tiles:
+        el = browser.find_element(By.ID, f"kpi-{tile['key']}")
+        assert el.find_element(By.CSS_SELECTOR, ".kpi-label").text == tile["label"]
+        assert el.find_element(By.CSS_SELECTOR, ".kpi-value").text == tile["value"], tile
+    assert browser.find_element(By.CSS_SELECTOR, "#kpi-revenue .kpi-value").text != "–"
+    # the day picker shows the generated day, its label not cut off
+    assert browser.find_element(By.ID, "day").text == DAY.strftime("%Y-%m-%d (%a)")
+    assert browser.execute_script("const e = document.querySelector('#day .dash-dropdown-value');"
+                                  "return e.scrollWidth <= e.clientWidth"), "the day label is cut off"
+    # as-known-at: history exists, so the slider is enabled with hour marks; live is on
+    slider = browser.find_element(By.ID, "as-of")
+    assert slider.is_displayed()
+    wait.until(lambda d: d.find_element(By.ID, "as-of-label").text == "live")
+    assert browser.find_element(By.CSS_SELECTOR, "#as-of [role=slider]").is_displayed()
+    assert not browser.find_elements(By.CSS_SELECTOR, "#as-of [data-disabled], #as-of [aria-disabled=true]")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#as-of .dash-slider-mark")) >= 2
+    assert not browser.find_elements(By.CSS_SELECTOR, "#as-of input"), "a raw epoch-seconds box beside the slider"
+    assert browser.find_element(By.CSS_SELECTOR, "#live input[type=checkbox]").is_selected()
+    # alerts table: newest first, one page of the day's alerts
+    header_cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#alerts th.dash-header")]
+    assert {"detected", "QH", "severity", "kind", "suggested action"} <= set(header_cells), header_cells
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts tr td.dash-cell[data-dash-column=kind]"))
+               == min(n_alerts, ALERTS_PAGE_SIZE))
+    # feed freshness: one row per source
+    assert browser.find_elements(By.CSS_SELECTOR, "#freshness tr td.dash-cell[data-dash-column=source]")
+    assert browser.find_element(By.ID, "ack-btn").is_displayed()
+
+    # 5. the browser console: no errors (a favicon 404 is no error of ours)
+    severe = [e for e in browser.get_log("browser")
+              if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
+    assert not severe, severe
+
+    # 6. every callback POST carried the CSRF header from the cookie, and was answered 200/204
+    posts: dict[str, dict] = {}
+    statuses: dict[str, int] = {}
+    for entry in browser.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        params = msg.get("params", {})
+        if msg.get("method") == "Network.requestWillBeSent":
+            req = params.get("request", {})
+            if req.get("method") == "POST" and "/_dash-update-component" in req.get("url", ""):
+                posts[params["requestId"]] = {k.lower(): v for k, v in req.get("headers", {}).items()}
+        elif msg.get("method") == "Network.responseReceived":
+            statuses[params["requestId"]] = params.get("response", {}).get("status")
+    assert posts, "no callback POST seen"
+    assert all(h.get(CSRF_HEADER.lower()) == csrf["value"] for h in posts.values()), list(posts.values())[:3]
+    answered = {rid: statuses.get(rid) for rid in posts if rid in statuses}
+    assert answered and all(s in (200, 204) for s in answered.values()), answered
+
+    # 7. the screenshot, while the page is as checked
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("window.scrollTo(0, 0)")
+    assert browser.save_screenshot(str(tmp_path / "desk.png"))
+    shutil.copyfile(tmp_path / "desk.png", SCREENSHOT)
+    assert SCREENSHOT.stat().st_size > 20_000
+
+    # 8. the same POST without the header is refused: the data above came through the header
+    status = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/_dash-update-component', {method: 'POST', credentials: 'same-origin',
+              headers: {'Content-Type': 'application/json'}, body: '{}'})
+          .then(r => done(r.status), e => done(String(e)));
+    """)
+    assert status == 403, status
+
+    # the whole page too, for a look at the panels below the fold (tmp only, not committed)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": WINDOW[0], "height": height, "scale": 1}})
+    (tmp_path / "desk-full.png").write_bytes(base64.b64decode(shot["data"]))
+
