@@ -242,8 +242,14 @@ def _day_options(conn, assets) -> tuple[list[dict[str, str]], str | None]:
     options = [{"label": d.strftime("%Y-%m-%d (%a)"), "value": d.isoformat()} for d in days]
     value = None
     if days:
+        # the clock's day while it is measured (live operation); after a replay whose last
+        # files arrive the next day, the latest day that has measurements
+        measured = [d for d in Q.query_measured_days(conn, assets)["day"].tolist() if d in days]
         clock_day = clock.tz_convert(BERLIN).date() if clock is not None else None
-        value = (clock_day if clock_day in days else days[-1]).isoformat()
+        if clock_day in measured or (clock_day in days and not measured):
+            value = clock_day.isoformat()
+        else:
+            value = (measured[-1] if measured else days[-1]).isoformat()
     return options, value
 
 

@@ -390,15 +390,17 @@ def _clock_sql(assets_filter: str) -> str:
     (SELECT max(known_at) FROM asset_qh WHERE {assets_filter.format(col="asset_id")}),
     (SELECT max(known_at) FROM asset_imbalance_qh WHERE {assets_filter.format(col="asset_id")}),
     (SELECT max(known_at) FROM trading_qh WHERE %(assets)s::text[] IS NULL),
-    (SELECT max(known_at) FROM portfolio_qh WHERE %(assets)s::text[] IS NULL))"""
+    (SELECT max(known_at) FROM portfolio_qh WHERE %(assets)s::text[] IS NULL),
+    (SELECT max(now) FROM replay_clock))"""
 
 
 _CLOCK = f"SELECT {_clock_sql(_ASSET_FILTER)} AS replay_clock"
 
 
 def query_replay_clock(conn, assets: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row, ``replay_clock``: the newest ``known_at`` of any result table, the "now" in event
-    time (NaT on an empty database). For an asset owner: of their assets' rows."""
+    """One row, ``replay_clock``: the replay's clock (table ``replay_clock``, fed by the
+    ``replay.clock`` topic) or, if newer, the newest ``known_at`` of any result table: the "now" in
+    event time (NaT on an empty database). For an asset owner: of their assets' rows."""
     return _run(conn, _CLOCK, _params(assets=assets))
 
 
@@ -480,6 +482,16 @@ _DAYS_PORTFOLIO = """SELECT DISTINCT (delivery_start AT TIME ZONE 'Europe/Berlin
 FROM portfolio_qh WHERE in_scope ORDER BY 1"""
 _DAYS_ASSETS = """SELECT DISTINCT (delivery_start AT TIME ZONE 'Europe/Berlin')::date AS day
 FROM asset_qh WHERE in_scope AND asset_id = ANY(%(assets)s::text[]) ORDER BY 1"""
+
+
+_MEASURED_DAYS = f"""SELECT DISTINCT (delivery_start AT TIME ZONE 'Europe/Berlin')::date AS day
+FROM asset_qh WHERE (live_kw IS NOT NULL OR final_kw IS NOT NULL) AND {_ASSET_FILTER.format(col="asset_id")}
+ORDER BY 1"""
+
+
+def query_measured_days(conn, assets: Sequence[str] | None = None) -> pd.DataFrame:
+    """Berlin days with a live or final measurement (column ``day``): days that have begun."""
+    return _run(conn, _MEASURED_DAYS, _params(assets=assets))
 
 
 def query_days(conn, assets: Sequence[str] | None = None) -> pd.DataFrame:

@@ -197,7 +197,7 @@ def _replay(stack, parsed, speed, from_s=None, to_s=None):
 
 
 def cmd_run(args, settings: Settings) -> int:
-    from intraday.stack import Stack
+    from intraday.stack import Stack, replay_until_drained
 
     day = _day_dir(args.day_dir)
     speed = _speed(args.speed)
@@ -209,15 +209,11 @@ def cmd_run(args, settings: Settings) -> int:
     stack = Stack(settings)
     try:
         stack.start_services(fresh_broker=True)
-        stack.start_sink()
-        for i in range(args.workers):
-            stack.start_worker(f"worker-{i}" if args.workers > 1 else "worker")
         t0 = time.monotonic()
-        stats = _replay(stack, parsed, speed, from_s, to_s)
-        if args.until_drained:
-            waited = stack.wait_drained(args.timeout)
-            log.info("drained %.1fs after the replay; %d events in %.1fs end to end", waited,
-                     stats.published, time.monotonic() - t0)
+        stats = replay_until_drained(stack, parsed, speed, from_s=from_s, to_s=to_s,
+                                     until_drained=args.until_drained, timeout=args.timeout,
+                                     workers=args.workers)
+        log.info("%d events in %.1fs end to end", stats.published, time.monotonic() - t0)
         if args.export:
             from sink.export import export
 

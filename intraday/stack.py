@@ -21,6 +21,10 @@ from intraday.services import Services, _die_with_parent, free_port, start_servi
 
 log = logging.getLogger("intraday.stack")
 
+
+class BrokerRestarted(RuntimeError):
+    """The embedded broker went away: its topics (memory only) are lost."""
+
 PROCESSOR_GROUP = "intraday-processors"
 PROCESSOR_TOPICS = [topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH,
                     topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CRM_CONTRACTS,
@@ -99,6 +103,18 @@ class Stack:
         log.info("started %s (pid %s, log %s)", name, proc.pid, log_path)
         return child
 
+    def restart_broker(self) -> None:
+        """Stop the processes, start the embedded broker again on its port, re-create topics."""
+        from intraday.kafka import ensure_topics
+
+        for child in reversed(self.children):
+            child.kill()
+        self.children.clear()
+        broker = self.services.broker
+        broker.stop()
+        broker.start()
+        ensure_topics(self.services.bootstrap, self.settings.partitions)
+
     def start_worker(self, name: str = "worker") -> Child:
         return self.spawn(name, ["worker"], {"INTRADAY_WORKER_WEB_PORT": str(free_port()),
                                              "INTRADAY_WORKER_DATADIR": str(self.settings.state_dir / name)})
@@ -114,7 +130,22 @@ class Stack:
             self.services.close()
             self.services = None
 
+    def broker_lost(self, wait_s: float = 0.0) -> bool:
+        """True if this stack's embedded broker has exited (waiting up to ``wait_s`` for it)."""
+        b = self.services.broker if self.services else None
+        if b is None:
+            return False
+        if b.proc is None:
+            return True
+        try:
+            b.proc.wait(wait_s) if wait_s else None
+        except subprocess.TimeoutExpired:
+            return False
+        return b.proc.poll() is not None
+
     def check_children(self) -> None:
+        if self.broker_lost():
+            raise BrokerRestarted("the embedded broker exited; its topics are gone")
         for child in self.children:
             if not child.alive():
                 raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}; "
@@ -152,8 +183,14 @@ class Stack:
         while True:
             self.check_children()
             assert self.services is not None
-            hw = high_watermarks(self.services.bootstrap, PROCESSOR_TOPICS)
-            if self.drained() and hw == last_hw:
+            try:
+                hw = high_watermarks(self.services.bootstrap, PROCESSOR_TOPICS)
+                drained = self.drained()
+            except Exception:  # noqa: BLE001 - a broker that went away is told apart below
+                if self.broker_lost(wait_s=2.0):
+                    raise BrokerRestarted("the embedded broker exited; its topics are gone") from None
+                raise
+            if drained and hw == last_hw:
                 ok += 1
                 if ok >= stable_checks:
                     return time.monotonic() - t0
@@ -165,6 +202,46 @@ class Stack:
             if on_wait:
                 on_wait()
             time.sleep(interval)
+
+
+def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None, until_drained: bool = True,
+                         timeout: float = 3600, workers: int = 1, during=None, max_rebuilds: int = 3):
+    """Replay a parsed day (and wait until the database holds it), rebuilding from the files
+    when the embedded broker is lost: Tansu keeps topics in memory only, so after a broker
+    restart the topics are re-created with their declared counts, the processors and the sink
+    start over, and the whole day is replayed again. The database is the durable record;
+    idempotent upserts make the second pass land on the same rows (reliability-notes 5)."""
+    from intraday.kafka import producer
+    from producers.replay import Replayer
+
+    rebuilds = 0
+    while True:
+        try:
+            if not stack.children:
+                stack.start_sink()
+                for i in range(workers):
+                    stack.start_worker(f"worker-{i}" if workers > 1 else "worker")
+            rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
+            rp.publish_rejections(parsed.rejections)
+            stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
+            log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
+                     stats.published / stats.wall_s if stats.wall_s else 0)
+            if during is not None:
+                during(stack)
+                during = None
+            if until_drained:
+                waited = stack.wait_drained(timeout)
+                log.info("drained %.1fs after the replay", waited)
+            if stack.broker_lost():
+                raise BrokerRestarted("the embedded broker exited")
+            return stats
+        except Exception as exc:
+            if not stack.broker_lost(wait_s=2.0) or rebuilds >= max_rebuilds:
+                raise
+            rebuilds += 1
+            log.warning("%s: restarting it and rebuilding by replaying %d events from the files (%d/%d)",
+                        exc, len(parsed.records), rebuilds, max_rebuilds)
+            stack.restart_broker()
 
 
 def worker_main() -> None:

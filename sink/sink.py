@@ -82,6 +82,7 @@ TABLES = {t.name: t for t in (
                                    "unterdeckt_eur_mwh", "ueberdeckt_eur_mwh"),
               ("delivery_start", "kind", "published_at")),
     TableSpec("redispatch_compensation", ("delivery_start", "published_at", "price_eur_mwh"), ("delivery_start",)),
+    TableSpec("replay_clock", ("clock", "now", "replay_id", "speed", "done"), ("clock",)),
     TableSpec("quarantine", ("topic", "source_file", "line", "reason", "raw"),
               ("topic", "source_file", "line", "reason")),
 )}
@@ -141,13 +142,16 @@ def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
     elif topic == topics.DSO_COMPENSATION:
         v = value
         yield "redispatch_compensation", (ts_iso(v["delivery_start"]), ts_iso(v["published_at"]), v["price_eur_mwh"])
+    elif topic == topics.CLOCK:
+        yield "replay_clock", ("clock", ts_iso(value["now"]), value.get("replay_id"), str(value.get("speed")),
+                               bool(value.get("done")))
     elif topic.endswith(".dlq"):
         yield "quarantine", (value.get("topic") or topic[:-4], value.get("source_file") or "?",
                              int(value.get("line") or 0), value.get("reason") or "?", value.get("raw"))
 
 
 SINK_TOPICS = [topics.ASSET_QH, topics.TRADING_QH, topics.QH_RESULTS, topics.ALERTS, topics.CRM_CONTRACTS,
-               topics.TECHNICAL_DATA, topics.IMBALANCE_PRICES, topics.DSO_COMPENSATION,
+               topics.TECHNICAL_DATA, topics.IMBALANCE_PRICES, topics.DSO_COMPENSATION, topics.CLOCK,
                *[topics.dlq(t) for t in (*topics.SOURCE_TOPICS, *topics.DERIVED_TOPICS)]]
 
 

@@ -342,7 +342,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 port = rules.portfolio_row(qh_s, state, members)
                 rows = [rules.asset_imbalance(aid, qh_s, a, state) for aid, a in state.get("a", {}).items()
                         if a[4]]
-                known_at = known.get(qh_s) or state.get("k")
+                known_at = max(known.get(qh_s) or 0, state.get("k") or 0) or None  # monotonic per QH
                 for alert in evaluate_alerts(alert_config, qh_s, state, port, known_at):
                     emitter.send(topics.ALERTS, alert["subject"], alert)
                 emitter.send(topics.QH_RESULTS, iso(qh_s), {

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from intraday import topics as t
 from intraday.config import Settings
-from intraday.kafka import committed_offsets, high_watermarks, producer
-from intraday.stack import PROCESSOR_GROUP, Stack
+from intraday.kafka import committed_offsets, high_watermarks
+from intraday.stack import PROCESSOR_GROUP, Stack, replay_until_drained
 from producers.parsers import parse_day
-from producers.replay import Replayer
 from sink.export import export
 
 SOURCE_TOPICS = [t.FORECASTS, t.LIVE_INFEED, t.DSO_FINAL, t.DSO_REDISPATCH, t.PRIVATE_TRADES, t.PUBLIC_TRADES,
@@ -24,19 +23,12 @@ def run_pipeline(day_dir: Path, settings: Settings, out_dir: Path, *,
     """Replay ``day_dir`` (records optionally re-ordered by ``transform``) through a fresh stack,
     call ``during(stack)`` after publishing (fault injection), wait until drained, export."""
     parsed = parse_day(day_dir)
-    records = parsed.records if transform is None else transform(list(parsed.records))
+    if transform is not None:
+        parsed.records = transform(list(parsed.records))  # at max speed they go out in this order
     stack = Stack(settings)
     try:
         stack.start_services(fresh_broker=True)
-        stack.start_sink()
-        stack.start_worker()
-        rp = Replayer(producer(stack.services.bootstrap), settings.partitions, progress=False)
-        rp.publish_rejections(parsed.rejections)
-        # at max speed the records go out in the given order: a transform can shuffle them
-        stats = rp.replay(records, None)
-        if during is not None:
-            during(stack)
-        stack.wait_drained(timeout)
+        stats = replay_until_drained(stack, parsed, None, timeout=timeout, during=during)
         counts = export(stack.services.database_url, out_dir)
         return {"published": stats.published, "counts": counts, "rejections": parsed.rejections}
     finally:
