@@ -9,6 +9,7 @@ source offset. Choices where domain.md is silent: ``docs/interpretations.md``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from intraday.qh import GATE_CLOSURE_S, HOUR_S, QH_S
@@ -100,7 +101,7 @@ def live_mean(state: dict[str, Any]) -> float | None:
     ls = state.get("ls")
     if not ls:
         return None
-    return sum(ls.values()) / len(ls)
+    return math.fsum(ls.values()) / len(ls)  # exactly rounded: independent of arrival order
 
 
 def best_of_infeed(state: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -262,8 +263,10 @@ def asset_imbalance(asset_id: str, qh_s: int, a: list, state: dict[str, Any]) ->
 
 
 def _sum_present(values) -> float | None:
+    """Sum of the values that exist (None when none does); math.fsum is exactly rounded, so
+    the result does not depend on the order in which assets arrived (byte-identical exports)."""
     present = [v for v in values if v is not None]
-    return sum(present) if present else None
+    return math.fsum(present) if present else None
 
 
 def portfolio_row(qh_s: int, state: dict[str, Any], members: set[str] | None) -> dict[str, Any]:

@@ -225,3 +225,40 @@ def test_a_broker_restart_mid_replay_is_detected_and_rebuilt_from_the_files(day,
     assert seen["fraction"] < 1.0 and result["published"] > 0
     assert_results_equal(out, compute_reference(day))
     del partition_counts, all_topics
+
+
+def test_a_day_replayed_twice_into_one_database_exports_identical_files(day, tmp_path, fresh_db, settings_for):
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_pipeline(day, settings_for(fresh_db), first)
+    run_pipeline(day, settings_for(fresh_db), second)
+    for name in ("forecast_qh.csv", "infeed_qh.csv", "trading_qh.csv", "asset_imbalance_qh.csv",
+                 "portfolio_qh.csv", "invoices.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_poison_records_written_straight_into_topics_go_to_the_dlq_and_processing_goes_on(
+        day, tmp_path, fresh_db, settings_for):
+    """Invalid JSON, a wrong schema_version and a forecast with a broken field, produced into the
+    source topics among the real events: the agents survive, the records land in the DLQ and the
+    quarantine table, and the results still equal the reference."""
+    from intraday.kafka import producer
+
+    def poison(stack):
+        p = producer(stack.services.bootstrap)
+        p.produce("vpp.forecasts", key=b"WND-X", value=b"{not json", partition=0)
+        p.produce("exchange.public-trades", key=b"x", value=b'{"schema_version": 99, "type": "trade"}', partition=1)
+        p.produce("vpp.live-infeed", key=b"SOL-X", partition=2, value=(
+            b'{"schema_version": 1, "type": "live_sample", "asset_id": "SOL-X", "timestamp": "yesterday",'
+            b' "value_kw": 1.0, "event_time": "2025-06-08T10:00:00Z"}'))
+        assert p.flush(10) == 0
+
+    out = tmp_path / "out"
+    run_pipeline(day, settings_for(fresh_db), out, during=poison)
+    import psycopg
+
+    with psycopg.connect(fresh_db) as conn:
+        q = conn.execute("SELECT topic, reason FROM quarantine ORDER BY topic").fetchall()
+    assert [t for t, _ in q] == ["exchange.public-trades", "vpp.forecasts", "vpp.live-infeed"], q
+    assert "invalid JSON" in dict(q)["vpp.forecasts"]
+    assert "schema_version" in dict(q)["exchange.public-trades"]
+    assert_results_equal(out, compute_reference(day))
