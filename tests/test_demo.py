@@ -1,0 +1,89 @@
+"""`intraday demo`: everything embedded starts, a second command attaches, and Ctrl-C/SIGTERM
+stops all of it -- no orphan process, no stale lock that breaks the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from intraday.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _start_demo(state, port):
+    env = dict(os.environ, INTRADAY_STATE_DIR=str(state), INTRADAY_DASHBOARD_PORT=str(port))
+    for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+        env.pop(k, None)
+    return subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo", "--speed", "max"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _wait_for_line(proc, needle, timeout):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line.rstrip())
+        if needle in line:
+            return seen
+    raise AssertionError(f"no {needle!r} within {timeout}s; output: {seen}")
+
+
+def _postmaster_pid(state):
+    pidfile = state / "pg" / "postmaster.pid"
+    return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_signal):
+    state = tmp_path / "state"
+    port = free_port()
+    proc = _start_demo(state, port)
+    try:
+        out = _wait_for_line(proc, "replay finished", 300)
+        assert any(f"http://127.0.0.1:{port}" in line for line in out)
+        assert any(line.startswith("login: user 'desk'") for line in out)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "worker" in names and "sink" in names and "dashboard" in names and "broker" in names
+        postmaster = _postmaster_pid(state)
+        assert postmaster and psutil.pid_exists(postmaster)
+        # a second command while the demo runs attaches to its services
+        env = dict(os.environ, INTRADAY_STATE_DIR=str(state))
+        for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+            env.pop(k, None)
+        status = subprocess.run([sys.executable, "-m", "intraday.cli", "status"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert " ok" in status.stdout.splitlines()[0] and "quarantine" in status.stdout
+
+        proc.send_signal(stop_signal)
+        assert proc.wait(90) == 0
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"orphans: {[p.cmdline() for p in alive]}"
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+        assert not (state / "services.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the next start finds no stale lock or pid file in its way
+    proc = _start_demo(state, port)
+    try:
+        _wait_for_line(proc, "dashboard: http://127.0.0.1", 120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0
