@@ -389,15 +389,18 @@ _DE_THOUSANDS_ONLY = re.compile(r"[+-]?\d{1,3}(?:\.\d{3})+")
 _DOT_DECIMAL = re.compile(r"[+-]?\d*\.\d+")
 
 
-def parse_decimal_comma(text: str) -> float | None:
+def parse_decimal_comma(text: str, comma_file: bool | None = None) -> float | None:
     """A German number: decimal comma, optional thousands dots; ``None`` for an empty cell.
 
-    A dot is a thousands separator only next to a decimal comma; a dot without a comma that
-    could be either (``1.234``) is refused, never guessed (reliability-notes.md: ``61,9`` must not
-    become ``619``).
+    A dot is a thousands separator next to a decimal comma, or anywhere in a file known to use
+    decimal commas (``comma_file``: ``1.234`` is then 1234, as in a reBAP of 1.234 EUR/MWh with
+    no cents). Without that knowledge a number that could be either (``1.234``) is refused,
+    never guessed (reliability-notes.md: ``61,9`` must not become ``619``).
 
     >>> parse_decimal_comma("-14,35"), parse_decimal_comma("1.234,5"), parse_decimal_comma("61,9")
     (-14.35, 1234.5, 61.9)
+    >>> parse_decimal_comma("1.234", comma_file=True)
+    1234.0
     """
     s = text.strip().replace("\u00a0", "")
     if not s:
@@ -408,7 +411,11 @@ def parse_decimal_comma(text: str) -> float | None:
     if _DE_INT.fullmatch(s):
         return float(s)
     if _DE_THOUSANDS_ONLY.fullmatch(s):
+        if comma_file:
+            return float(s.replace(".", ""))
         raise ValueError(f"ambiguous number {s!r} (thousands dot or decimal point?)")
+    if comma_file and "." in s:
+        raise ValueError(f"bad number {s!r} (a decimal point in a file with decimal commas)")
     if _DOT_DECIMAL.fullmatch(s):
         return float(s)
     raise ValueError(f"bad number {s!r}")
@@ -1172,7 +1179,13 @@ def parse_imbalance_file(path: Path, rel_name: str | None = None) -> Parsed:
     def bad(first: int, last: int, reason: str) -> None:
         rejections.append(_reject(topic, rel, first, reason, text.raw(first, last)))
 
-    for first, last, row, err in text.rows(";", h + 1):
+    price_cols = [cols[c] for c in (("estimate",) if kind == "estimate" else ("unterdeckt", "ueberdeckt"))]
+    rows = list(text.rows(";", h + 1))
+    # the file's number style, from all its price cells: any decimal comma makes dots thousands
+    cells = [r[i] for _, _, r, _ in rows if r is not None for i in price_cols if i < len(r)]
+    comma_file = True if any("," in c for c in cells) else None
+
+    for first, last, row, err in rows:
         if row is None:
             bad(first, last, err)
             continue
@@ -1219,18 +1232,18 @@ def parse_imbalance_file(path: Path, rel_name: str | None = None) -> Parsed:
             continue
         try:
             if kind == "estimate":
-                price = parse_decimal_comma(row[cols["estimate"]])
+                price = parse_decimal_comma(row[cols["estimate"]], comma_file)
                 under = over = None
                 if price is None:
                     continue
             else:
                 price = None
                 try:
-                    under = parse_decimal_comma(row[cols["unterdeckt"]])
+                    under = parse_decimal_comma(row[cols["unterdeckt"]], comma_file)
                 except ValueError as exc:
                     raise ValueError(f"{labels['unterdeckt']}: {exc}") from None
                 try:
-                    over = parse_decimal_comma(row[cols["ueberdeckt"]])
+                    over = parse_decimal_comma(row[cols["ueberdeckt"]], comma_file)
                 except ValueError as exc:
                     raise ValueError(f"{labels['ueberdeckt']}: {exc}") from None
                 if under is None and over is None:

@@ -425,6 +425,16 @@ def test_a_german_number_that_is_ambiguous_or_malformed_is_refused(text):
         parse_decimal_comma(text)
 
 
+def test_in_a_file_with_decimal_commas_a_lone_dot_is_a_thousands_separator(tmp_path):
+    """A reBAP of 1.234 EUR/MWh without cents, in a file whose other prices have commas."""
+    text = (EST_HEADER + "08.06.2025;UTC;10:00;10:15;AEP;Schätzer;EUR/MWh;-14,35;\n"
+            "08.06.2025;UTC;10:15;10:30;AEP;Schätzer;EUR/MWh;1.234;\n"
+            "08.06.2025;UTC;10:30;10:45;AEP;Schätzer;EUR/MWh;61.9;\n")
+    records, rejections = parse_imbalance_file(write(tmp_path, ESTIMATE, text), ESTIMATE)
+    assert [r.event["price_eur_mwh"] for r in records] == [-14.35, 1234.0]
+    assert [(x.line, "61.9" in x.reason) for x in rejections] == [(4, True)]
+
+
 def test_an_estimate_row_is_a_price_keyed_by_delivery_start_published_at_the_file_time(tmp_path):
     text = ("\ufeff" + EST_HEADER + "08.06.2025;UTC;10:00;10:15;AEP;Schätzer;EUR/MWh;-14,35;vorläufig\n"
             "08.06.2025;UTC;10:15;10:30;AEP;Schätzer;EUR/MWh;1.234,5;\n"
