@@ -34,6 +34,7 @@ from psycopg_pool import PoolTimeout
 
 from dashboard import figures as F
 from dashboard import queries as Q
+from dashboard import report_page as RP
 from dashboard.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -195,8 +196,10 @@ def build_layout(pool, settings: Settings) -> html.Div:
                                 allow_direct_input=False),
                      className="control slider"),
         ], className="controls"),
-        dcc.Tabs(id="tab", value="portfolio", children=[dcc.Tab(label="Portfolio", value="portfolio"),
-                                                        dcc.Tab(label="Asset drill-down", value="asset")]),
+        dcc.Tabs(id="tab", value="portfolio", children=[
+            dcc.Tab(label="Portfolio", value="portfolio"), dcc.Tab(label="Asset drill-down", value="asset"),
+            *([dcc.Tab(label="Performance report", value="report")] if user is not None and RP.allowed(user)
+              else [])]),
         html.Div(id="portfolio-pane", children=[
             html.Div(id="kpis", className="kpis"),
             dcc.Graph(id="cockpit", config={"displaylogo": False}),
@@ -230,6 +233,9 @@ def build_layout(pool, settings: Settings) -> html.Div:
                      className="control"),
             dcc.Graph(id="asset-graph", config={"displaylogo": False}),
         ]),
+        # present for every user (callback validation needs its ids); its callbacks refuse owners
+        RP.layout(day=dt.date.fromisoformat(day_value) if day_value else None, asset_options=asset_options,
+                  hidden=True),
         dcc.Interval(id="tick", interval=TICK_MS),
         dcc.Store(id="fp", data=EMPTY_FP),
         dcc.Store(id="ack-version", data=0),
@@ -311,6 +317,7 @@ def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = No
     app.layout = lambda: build_layout(pool, settings)
     _register_health(server, pool)
     _register_callbacks(app, pool, settings)
+    RP.register_callbacks(app, pool)
     return app
 
 
@@ -345,11 +352,12 @@ def _register_health(server, pool) -> None:
 def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
     no = dash.no_update
 
-    @app.callback(Output("portfolio-pane", "style"), Output("asset-pane", "style"), Input("tab", "value"))
+    @app.callback(Output("portfolio-pane", "style"), Output("asset-pane", "style"), Output("report-pane", "style"),
+                  Input("tab", "value"))
     def switch_tab(tab):
         require_user()
         show, hide = {"display": "block"}, {"display": "none"}
-        return (show, hide) if tab != "asset" else (hide, show)
+        return tuple(show if tab == name else hide for name in ("portfolio", "asset", "report"))
 
     @app.callback(Output("live", "value"), Input("as-of", "value"), prevent_initial_call=True)
     def leave_live(_value):
@@ -373,6 +381,8 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
     @app.callback(*outputs, *inputs, State("fp", "data"), State("alerts", "selected_row_ids"))
     def refresh(_n, day_value, live, as_of_value, tab, asset_value, _ack, prev_fp, selected_ids):
         user = require_user()
+        if tab == "report":  # the report tab has its own callbacks; nothing here changes
+            return (no,) * len(outputs)
         triggered = set(dash.callback_context.triggered_prop_ids or {})
         forced = "ack-version.data" in triggered  # our own write: show it now
         try:

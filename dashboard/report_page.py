@@ -242,12 +242,13 @@ def kpi_rows(report: dict | None) -> list[dict[str, str]]:
 # layout
 
 
-def layout(day: dt.date | None = None, asset_options: Sequence[dict[str, str]] = ()) -> Any:
-    """The report page (a ``html.Div`` with id ``report-pane``); ``day`` pre-selects the period."""
+def layout(day: dt.date | None = None, asset_options: Sequence[dict[str, str]] = (), *, hidden: bool = False) -> Any:
+    """The report page (a ``html.Div`` with id ``report-pane``); ``day`` pre-selects the period;
+    ``hidden`` starts it with ``display: none`` (a tab switch sets ``report-pane.style``)."""
     from dash import dash_table, dcc, html
 
-    d = (day or dt.date.today()).isoformat()
-    return html.Div(id="report-pane", children=[
+    d = (day or dt.datetime.now(dt.UTC).date()).isoformat()
+    return html.Div(id="report-pane", style={"display": "none"} if hidden else {"display": "block"}, children=[
         html.Div([
             html.Div([html.Label("Delivery days (Europe/Berlin)"),
                       dcc.DatePickerRange(id="report-range", start_date=d, end_date=d, display_format="YYYY-MM-DD",
@@ -362,7 +363,7 @@ def register_callbacks(app, pool, *, db_scoped: bool = False) -> None:
             with pool.connection() as conn:
                 report = compute(conn, user, start_day, end_day, assets, db_scoped=db_scoped)
         except (PermissionError, ValueError, *db_errors):
-            return no
+            raise dash.exceptions.PreventUpdate from None  # nothing to send (HTTP 204)
         p = report["period"]
         stem = f"performance_report_{p['first_day']}_{p['last_day']}"
         if which == "report-dl-csv":

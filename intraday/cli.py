@@ -116,6 +116,12 @@ def build_parser() -> Parser:
     s = cmd("alerts", "print the imbalance alerts topic")
     s.add_argument("--follow", action="store_true", help="keep printing new alerts")
 
+    s = cmd("report", "performance report per asset and for the portfolio (JSON, CSV, HTML)")
+    s.add_argument("--from", dest="from_", required=True, help="first Berlin day YYYY-MM-DD or ISO instant")
+    s.add_argument("--to", required=True, help="last Berlin day (inclusive) or ISO instant (exclusive)")
+    s.add_argument("--asset", action="append", dest="assets", metavar="ASSET_ID", help="only this asset (repeatable)")
+    s.add_argument("--out", default="report", help="output directory (default ./report)")
+
     cmd("status", "services, consumer lag, last event time per source, quarantined counts")
     cmd("worker", "run a Faust worker of the stream processors (production entry point)")
     cmd("sink", "run the database sink (production entry point)")
@@ -445,6 +451,16 @@ def cmd_alerts(args, settings: Settings) -> int:
     finally:
         c.close()
     return EXIT_OK
+
+
+def cmd_report(args, settings: Settings) -> int:
+    from sink.report import parse_period, run_report
+
+    try:
+        start, end = parse_period(args.from_, args.to)
+    except ValueError as exc:
+        raise CliError(f"--from/--to: {exc}", EXIT_USAGE) from None
+    return run_report(settings, start, end, Path(args.out), args.assets)
 
 
 def cmd_status(args, settings: Settings) -> int:

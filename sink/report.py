@@ -173,8 +173,8 @@ SELECT asset_id,
        sum(imb) AS imbalance_mwh, sum(abs(imb)) AS imbalance_abs_mwh, sum(cost) AS imbalance_cost_eur,
        count(*) FILTER (WHERE imb IS NOT NULL AND cost IS NULL) AS imbalance_unpriced_qh,
        count(*) FILTER (WHERE rd) AS redispatch_qh,
-       sum(fd) FILTER (WHERE rd) AS redispatch_mwh,
-       sum(fd * comp) FILTER (WHERE rd) AS redispatch_compensation_eur,
+       coalesce(sum(fd) FILTER (WHERE rd), 0) AS redispatch_mwh,
+       coalesce(sum(fd * comp) FILTER (WHERE rd), 0) AS redispatch_compensation_eur,
        count(*) FILTER (WHERE rd AND comp IS NULL) AS redispatch_unpriced_qh
 FROM aw GROUP BY asset_id ORDER BY asset_id"""
 
@@ -194,8 +194,8 @@ asset_sums AS (
     SELECT count(*) FILTER (WHERE is_final) AS final_qh,
            sum(cost) AS standalone_imbalance_cost_eur,
            count(*) FILTER (WHERE rd) AS redispatch_qh,
-           sum(fd) FILTER (WHERE rd) AS redispatch_mwh,
-           sum(fd * comp) FILTER (WHERE rd) AS redispatch_compensation_eur,
+           coalesce(sum(fd) FILTER (WHERE rd), 0) AS redispatch_mwh,
+           coalesce(sum(fd * comp) FILTER (WHERE rd), 0) AS redispatch_compensation_eur,
            count(*) FILTER (WHERE rd AND comp IS NULL) AS redispatch_unpriced_qh
     FROM aw),
 qh_sums AS (
@@ -377,12 +377,12 @@ def _finish(m: dict[str, Any], base_price: float | None) -> dict[str, Any]:
         "market_value": _z(m.get("market_value_eur")),
         "trading_uplift": _z(m.get("trading_uplift_eur")),
         "imbalance_volume_at_index": _z(m.get("imbalance_volume_at_index_eur")),
-        "imbalance_cost": -_z(cost),
+        "imbalance_cost": 0.0 - _z(cost),  # 0.0 - x: never a negative zero
     }
     realised = sum(steps.values())
     steps["realised_revenue"] = realised
     steps["redispatch_compensation"] = _z(m.get("redispatch_compensation_eur"))
-    steps["owner_payouts"] = -(_z(m.get("infeed_payout_eur")) + _z(m.get("redispatch_payout_eur")))
+    steps["owner_payouts"] = 0.0 - (_z(m.get("infeed_payout_eur")) + _z(m.get("redispatch_payout_eur")))
     steps["owner_fees"] = _z(m.get("fees_eur"))
     margin = realised + steps["redispatch_compensation"] + steps["owner_payouts"] + steps["owner_fees"]
     steps["margin"] = margin
@@ -405,9 +405,9 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 def _payments_of(records: list[dict], asset: str | None = None) -> dict[str, Any]:
     mine = [r for r in records if asset is None or r["asset_id"] == asset]
     ok = [r for r in mine if r["status"] == "ok"]
-    return {"infeed_payout_eur": sum(r["infeed_payout_eur"] for r in ok),
-            "redispatch_payout_eur": sum(r["redispatch_payout_eur"] for r in ok),
-            "fees_eur": sum(r["fees_eur"] for r in ok),
+    return {"infeed_payout_eur": sum((r["infeed_payout_eur"] for r in ok), 0.0),
+            "redispatch_payout_eur": sum((r["redispatch_payout_eur"] for r in ok), 0.0),
+            "fees_eur": sum((r["fees_eur"] for r in ok), 0.0),
             "contracts": len(mine), "contracts_in_error": len(mine) - len(ok)}
 
 
@@ -614,14 +614,30 @@ def _axis(y, ticks: list[float], left: float, right: float, unit: str) -> str:
         parts.append(f'<line x1="{left}" x2="{right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e5e5e5"/>'
                      f'<text x="{left - 4}" y="{y(t) + 4:.1f}" text-anchor="end" font-size="11">'
                      f'{e(_fmt(t, 0 if abs(t) >= 10 else 2))}</text>')
-    parts.append(f'<text x="{left}" y="12" font-size="11" fill="#555">{e(unit)}</text>')
+    parts.append(f'<text x="{left - 4}" y="{y(ticks[-1]) - 10 if ticks else 30:.1f}" text-anchor="end" '
+                 f'font-size="11" fill="#555">{e(unit)}</text>')
     return "".join(parts)
 
 
-def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int = 300) -> str:
+def _title(text: str) -> str:
+    return f'<text x="8" y="16" font-size="13" font-weight="600">{html.escape(text)}</text>'
+
+
+def _wrap(label: str, width: int = 14) -> list[str]:
+    """A label in lines of at most ``width`` characters (words kept whole)."""
+    lines: list[str] = []
+    for word in label.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int = 330) -> str:
     """A waterfall chart of ``report[...]['waterfall']``: green up, red down, blue totals."""
     e = html.escape
-    left, right, top, bottom = 70, width - 10, 24, height - 70
+    left, right, top, bottom = 70, width - 10, 40, height - 50
     running, bars = 0.0, []
     for s in steps:
         if s["kind"] == "absolute":
@@ -639,7 +655,7 @@ def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int =
     y = _scale(lo - pad, hi + pad, top, bottom)
     slot = (right - left) / max(1, len(bars))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">',
+           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">', _title(title),
            _axis(y, _nice_ticks(lo - pad, hi + pad), left, right, "EUR")]
     for i, (s, y0, y1) in enumerate(bars):
         x = left + i * slot + slot * 0.15
@@ -650,8 +666,9 @@ def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int =
                    f'<title>{e(s["label"])}: {e(_fmt(s["eur"]))} EUR</title></rect>')
         out.append(f'<text x="{x + w / 2:.1f}" y="{top_y - 3:.1f}" text-anchor="middle" font-size="10">'
                    f'{e(_fmt(s["eur"], 0))}</text>')
-        out.append(f'<text transform="translate({x + w / 2:.1f},{bottom + 12}) rotate(25)" font-size="10">'
-                   f'{e(s["label"])}</text>')
+        lines = "".join(f'<tspan x="{x + w / 2:.1f}" dy="{0 if k == 0 else 11}">{e(t)}</tspan>'
+                        for k, t in enumerate(_wrap(s["label"])))
+        out.append(f'<text x="{x + w / 2:.1f}" y="{bottom + 13}" text-anchor="middle" font-size="10">{lines}</text>')
     out.append(f'<line x1="{left}" x2="{right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/></svg>')
     return "".join(out)
 
@@ -660,14 +677,14 @@ def svg_bars(categories: list[str], series: list[tuple[str, list[float | None], 
              width: int = 760, height: int = 260) -> str:
     """Grouped vertical bars: one group per category, one bar per series (name, values, colour)."""
     e = html.escape
-    left, right, top, bottom = 70, width - 10, 24, height - 50
+    left, right, top, bottom = 70, width - 10, 40, height - 50
     vals = [v for _, vs, _ in series for v in vs if v is not None]
     lo, hi = min(0.0, *vals) if vals else 0.0, max(0.0, *vals) if vals else 1.0
     y = _scale(lo, hi * 1.08 if hi > 0 else hi, top, bottom)
     slot = (right - left) / max(1, len(categories))
     bw = slot * 0.8 / max(1, len(series))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">',
+           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">', _title(title),
            _axis(y, _nice_ticks(lo, hi * 1.08 if hi > 0 else hi), left, right, unit)]
     for i, cat in enumerate(categories):
         for j, (name, vs, color) in enumerate(series):
@@ -693,14 +710,14 @@ def svg_lines(labels: list[str], series: list[tuple[str, list[float | None], str
               width: int = 760, height: int = 240) -> str:
     """Lines over the QHs (labels: Berlin HH:MM), gaps where a value is missing."""
     e = html.escape
-    left, right, top, bottom = 70, width - 10, 24, height - 50
+    left, right, top, bottom = 70, width - 10, 40, height - 50
     vals = [v for _, vs, _ in series for v in vs if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     y = _scale(lo, hi, top, bottom)
     n = max(1, len(labels) - 1)
     x = lambda i: left + i / n * (right - left)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">',
+           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">', _title(title),
            _axis(y, _nice_ticks(lo, hi), left, right, unit)]
     step = max(1, len(labels) // 8)
     for i in range(0, len(labels), step):

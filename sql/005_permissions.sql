@@ -91,8 +91,7 @@ DECLARE
                                 'market_index_qh'];
     ops_extra   text[] := ARRAY['quarantine', 'sink_progress', 'schema_migrations'];
     owner_read  text[] := ARRAY['asset_qh', 'asset_imbalance_qh', 'contracts', 'technical_data',
-                                'invoices', 'invoice_lines', 'invoices_current', 'asset_owners',
-                                'market_index_qh'];
+                                'invoices', 'invoices_current', 'asset_owners', 'market_index_qh'];
     t text;
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO intraday_desk, intraday_ops, intraday_back_office, '
@@ -174,8 +173,7 @@ BEGIN
                        'USING (asset_id IN %s)', t, owned);
     END LOOP;
 
-    -- invoices: the asset is in the payload (the contract's asset when the version was issued);
-    -- invoice_lines: the lines of a visible invoice version
+    -- invoices: the asset is in the payload (the contract's asset when the version was issued)
     IF to_regclass('invoices') IS NOT NULL THEN
         ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
         ALTER TABLE invoices FORCE ROW LEVEL SECURITY;
@@ -189,20 +187,17 @@ BEGIN
         EXECUTE format('CREATE POLICY owner_read ON invoices FOR SELECT TO intraday_asset_owner '
                        'USING ((payload ->> ''asset_id'') IN %s)', owned);
     END IF;
+    -- invoice_lines carries no RLS: COPY FROM, with which invoice versions are stored, is refused on
+    -- a table with RLS for every role subject to it (the table owner included, under FORCE). Owners
+    -- read their lines through my_invoice_lines instead (below), never through the table.
     IF to_regclass('invoice_lines') IS NOT NULL THEN
-        ALTER TABLE invoice_lines ENABLE ROW LEVEL SECURITY;
-        ALTER TABLE invoice_lines FORCE ROW LEVEL SECURITY;
-        DROP POLICY IF EXISTS staff_read ON invoice_lines;
-        DROP POLICY IF EXISTS writer_all ON invoice_lines;
-        DROP POLICY IF EXISTS back_office_all ON invoice_lines;
-        DROP POLICY IF EXISTS owner_read ON invoice_lines;
-        CREATE POLICY staff_read ON invoice_lines FOR SELECT TO intraday_desk, intraday_ops USING (true);
-        CREATE POLICY writer_all ON invoice_lines FOR ALL TO intraday_writer USING (true) WITH CHECK (true);
-        CREATE POLICY back_office_all ON invoice_lines FOR ALL TO intraday_back_office USING (true)
-            WITH CHECK (true);
-        EXECUTE format('CREATE POLICY owner_read ON invoice_lines FOR SELECT TO intraday_asset_owner '
-                       'USING (EXISTS (SELECT 1 FROM invoices i WHERE i.contract_id = invoice_lines.contract_id '
-                       'AND i.month = invoice_lines.month AND i.version = invoice_lines.version '
-                       'AND (i.payload ->> ''asset_id'') IN %s))', owned);
+        EXECUTE format('CREATE OR REPLACE VIEW my_invoice_lines WITH (security_barrier = true) AS '
+                       'SELECT l.* FROM invoice_lines l WHERE EXISTS (SELECT 1 FROM invoices i '
+                       'WHERE i.contract_id = l.contract_id AND i.month = l.month AND i.version = l.version '
+                       'AND (i.payload ->> ''asset_id'') IN %s)', owned);
+        -- an owner's view only (the default privileges would give it to staff and the writer)
+        REVOKE ALL ON my_invoice_lines FROM PUBLIC, intraday_desk, intraday_ops, intraday_back_office,
+                                            intraday_writer;
+        GRANT SELECT ON my_invoice_lines TO intraday_asset_owner;
     END IF;
 END $$;

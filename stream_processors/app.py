@@ -16,7 +16,8 @@ partition) and publish the new *absolute* results per key, so that redelivery is
 
 Crash safety (at-least-once): every state update is idempotent, except trade sums, which are
 guarded twice: a trade id is applied only at the offset of its first occurrence (table
-``seen-trades``), and each (book, QH) state keeps the highest source offset it has absorbed.
+``seen-trades``, see :class:`SeenIndex`), and each (book, QH) state keeps the highest source
+offset it has absorbed.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     feed_state = table("feed-state")
     trading_state = table("trading-state")
     seen_trades = table("seen-trades")
+    seen_index = SeenIndex(seen_trades)
     qh_state = table("qh-state")
     portfolio_state = table("portfolio-state")
     emitter = Emitter(app, partitions)
@@ -199,12 +201,14 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     forecasts = ForecastIndex(forecast_versions)
 
     @app.on_partitions_revoked.connect
-    async def _revoked(app_, revoked, **kwargs):  # another worker may now update those assets
+    async def _revoked(app_, revoked, **kwargs):  # another worker may now update those keys
         forecasts.clear()
+        seen_index.clear()
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs):
         forecasts.clear()
+        seen_index.clear()
 
     @app.agent(raw_topic(topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH,
                          topics.CLOCK_BROADCAST), name="assets")
@@ -253,15 +257,16 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     async def trading(stream):
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             cache = StateCache(trading_state)
-            seen = StateCache(seen_trades)
             known: dict[str, float] = {}
             for msg, e in _decode_batch(emitter, evs, trade_types):
                 try:
-                    _apply_trade_event(cache, seen, emitter, partitions, msg, e, known)
+                    _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known)
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
             changed = list(cache.dirty)
-            seen.flush()
+            if evs:
+                last = evs[-1].message
+                seen_index.flush(f"{last.topic}:{last.partition}:{last.offset}")
             cache.flush()
             for key in changed:
                 book, qh_text = key.split("|")
@@ -431,6 +436,50 @@ class ForecastIndex:
         return self._asset(asset_id).get(qh_s, {})
 
 
+class SeenIndex:
+    """Trade ids already counted, with the source position of their first occurrence.
+
+    Stored as one record per (book, delivery hour) and batch holding the ids that batch added
+    (key ``book|hour|position``), not one record per trade: a batch of 5,000 public trades costs
+    a few dozen changelog records. The in-memory index is rebuilt from the table after a restart
+    or a rebalance, on first use.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.ids: dict[str, dict[str, str]] | None = None
+        self.added: dict[tuple[str, int], dict[str, str]] = {}
+
+    def clear(self) -> None:
+        self.ids = None
+        self.added.clear()
+
+    def _index(self) -> dict[str, dict[str, str]]:
+        if self.ids is None:
+            self.ids = defaultdict(dict)
+            for key in list(self.table.data.keys()):
+                group = key.rsplit("|", 1)[0]
+                for ident, pos in (self.table.data.get(key) or {}).items():
+                    self.ids[group].setdefault(ident, pos)
+        return self.ids
+
+    def first(self, group: str, ident: str, pos: str, partition: int) -> str:
+        """The position of the id's first occurrence, recording ``pos`` if it is new."""
+        known = self._index()[group]
+        first = known.get(ident)
+        if first is None:
+            known[ident] = first = pos
+            self.added.setdefault((group, partition), {})[ident] = pos
+        return first
+
+    def flush(self, batch_pos: str) -> None:
+        for (group, partition), ids in self.added.items():
+            key = f"{group}|{batch_pos}"
+            self.table.data[key] = ids
+            self.table.send_changelog(partition, key, ids)
+        self.added.clear()
+
+
 def _apply_asset_event(obs: StateCache, versions: StateCache, forecasts: ForecastIndex, partition: int,
                        e: dict, changed: dict[str, float]) -> None:
     kind = e["type"]
@@ -497,29 +546,26 @@ def _check_feeds(feeds: StateCache, table: Any, partition: int, partitions: int,
             feeds.mark(asset_id)
 
 
-def _apply_trade_event(cache: StateCache, seen: StateCache, emitter: Emitter, partitions: int,
+def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, partitions: int,
                        msg: Any, e: dict, known: dict[str, float]) -> None:
     """Apply a trade (or a forwarded slice) exactly once per trade id, crash-safe.
 
-    ``seen-trades[book|id]`` holds the source position of the id's first occurrence: a later
-    occurrence at another position is a re-sent duplicate and is ignored; the same position
-    again is a redelivery after a crash, which each (book, QH) state absorbs only if its
-    per-source watermark is below that offset.
+    ``seen`` holds the source position of each id's first occurrence: a later occurrence at
+    another position is a re-sent duplicate and is ignored; the same position again is a
+    redelivery after a crash, which each (book, QH) state absorbs only if its per-source
+    watermark is below that offset.
     """
     book = e["book"]
     pos = f"{msg.topic}:{msg.partition}:{msg.offset}"
     t_known = parse_iso(e.get("event_time") or e["execution_time"])
     if e["type"] == "trade_slice":
-        ident = f"{book}|{e['trade_id']}|{e['qh']}"
+        ident = f"{e['trade_id']}|{e['qh']}"
         slices = [int(e["qh"])]
     else:
-        ident = f"{book}|{e['trade_id']}"
+        ident = str(e["trade_id"])
         slices = qh_slices(int(parse_iso(e["delivery_start"])), int(parse_iso(e["delivery_end"])))
-    first = seen.get(ident, msg.partition, None)
-    if first is None:
-        seen.values[ident] = pos
-        seen.mark(ident)
-    elif first != pos:
+    group = f"{book}|{slices[0] - slices[0] % HOUR_S}"
+    if seen.first(group, ident, pos, msg.partition) != pos:
         return  # a duplicate of an id already counted
     side = e.get("side") if book == "private" else None
     volume = float(e["volume_mw"])

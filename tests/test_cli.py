@@ -10,7 +10,7 @@ import pytest
 
 from intraday.cli import build_parser
 
-COMMANDS = ["demo", "replay", "run", "export", "generate-day", "invoices", "alerts", "status", "worker", "topics",
+COMMANDS = ["demo", "replay", "run", "export", "generate-day", "invoices", "alerts", "status", "worker", "topics", "report",
             "sink", "dashboard", "migrate"]
 
 
