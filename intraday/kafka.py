@@ -80,7 +80,7 @@ def producer(bootstrap: str, **extra) -> Producer:
     """An idempotent producer (acks=all): a retried send is not written twice."""
     conf = {**client_conf(bootstrap), "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
-            "compression.type": "none"}
+            "compression.type": "lz4"}
     conf.update(extra)
     return Producer(conf)
 

@@ -177,6 +177,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
         topic_allow_declare=True, topic_disable_leader=False, value_serializer="raw",
         key_serializer="raw", web_port=web_port, web_bind="127.0.0.1", web_enabled=True,
         broker_commit_interval=0.5, producer_linger_ms=5, table_cleanup_interval=3600,
+        producer_compression_type="lz4",  # changelogs and derived topics are repetitive JSON
         broker_max_poll_records=5000, stream_buffer_maxsize=20000, **conf)
     alert_config = alert_config or AlertConfig()
 
