@@ -173,6 +173,13 @@ class Stack:
                 "SELECT topic, partition, next_offset FROM sink_progress")}
         return all(progress.get(tp, 0) >= hw[tp] for tp in sink_tps if hw[tp] > 0)
 
+    def processed_share(self, hw: dict[tuple[str, int], int]) -> float:
+        """Share of the records on the processors' topics their group has committed."""
+        assert self.services is not None
+        committed = committed_offsets(self.services.bootstrap, PROCESSOR_GROUP, list(hw))
+        total = sum(hw.values())
+        return sum(min(committed.get(tp, 0), n) for tp, n in hw.items()) / total if total else 1.0
+
     def wait_drained(self, timeout: float, stable_checks: int = 3, interval: float = 0.3,
                      on_wait=None) -> float:
         """Wait until :meth:`drained` holds on ``stable_checks`` consecutive checks with no new
@@ -180,6 +187,7 @@ class Stack:
         t0 = time.monotonic()
         ok = 0
         last_hw = None
+        next_report = t0 + 5.0
         while True:
             self.check_children()
             assert self.services is not None
@@ -199,6 +207,11 @@ class Stack:
             last_hw = hw
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"not drained after {timeout:.0f}s")
+            if time.monotonic() >= next_report:  # say what is happening while the processors work
+                next_report += 5.0
+                done = self.processed_share(hw)
+                log.info("waiting for the processors and the sink: %.0f%% of the source records processed, "
+                         "%.0fs so far", done * 100, time.monotonic() - t0)
             if on_wait:
                 on_wait()
             time.sleep(interval)
