@@ -471,8 +471,9 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
                     asset_value = options[0]["value"]
                     out["asset.value"] = asset_value
             if asset_value is not None and (ctx_moved or clock_moved or moved & {"asset", "asset_imb"}):
-                out["asset-graph.figure"] = F.asset_figure(Q.query_asset(conn, day, asset_value, assets), day,
-                                                           asset_value, now)
+                out["asset-graph.figure"] = F.asset_figure(
+                    Q.query_asset(conn, day, asset_value, assets), day, asset_value, now,
+                    versions=Q.query_forecast_versions(conn, day, asset_value, assets))
         out["fp.data"] = fp
         return _pack(out, outputs)
 

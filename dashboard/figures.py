@@ -485,9 +485,11 @@ def redispatch_spans(starts: Sequence[dt.datetime], flags: Sequence[Any]) -> lis
     return spans
 
 
-def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = None) -> dict[str, Any]:
+def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = None,
+                 versions: pd.DataFrame | None = None) -> dict[str, Any]:
     """One asset per QH in MW: latest and tradeable forecast, live mean, DSO final and the
-    best-of-infeed (its source in the hover); redispatched QHs shaded. Below: its imbalance cost."""
+    best-of-infeed (its source in the hover); redispatched QHs shaded; a few forecast versions
+    overlaid, greyer the older, to show them converging. Below: its imbalance cost."""
     title = f"Asset {asset_id}: forecast vs live vs best-of-infeed (MW)"
     if asset.empty:
         return _empty(day, title, 460, "no data for this asset (or not yours)")
@@ -508,6 +510,18 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
         data.append({"type": "scatter", "mode": "lines", "name": name, "x": x, "y": y, "customdata": cd,
                      "line": {**line, "shape": "hv"}, "yaxis": "y",
                      "hovertemplate": f"%{{customdata}}<br>{name}: %{{y:.3f}} MW<extra></extra>"})
+    if versions is not None and not versions.empty:
+        groups = list(versions.groupby("version", sort=True))
+        for i, (version, g) in enumerate(groups):
+            vs = _starts(g)
+            gray = int(200 - 120 * (i + 1) / len(groups))
+            x, y, cd = _step([axis_x(t, day) for t in vs], [axis_x(t + QH, day) for t in vs],
+                             _nums(g["power_kw"], 1 / 1000), [berlin_label(t) for t in vs])
+            label = f"version {_utc(version).astimezone(BERLIN).strftime('%d.%m. %H:%M')}"
+            data.append({"type": "scatter", "mode": "lines", "name": label, "x": x, "y": y, "customdata": cd,
+                         "line": {"color": f"rgb({gray},{gray},{gray})", "width": 1, "shape": "hv"}, "yaxis": "y",
+                         "legendgroup": "versions", "opacity": 0.8,
+                         "hovertemplate": f"%{{customdata}}<br>{label}: %{{y:.3f}} MW<extra></extra>"})
     best = _nums(asset["best_kw"], 1 / 1000)
     if any(v is not None for v in best):
         x, y, cd = _step(xs, xe, best, [f"{lab} · source {s}" for lab, s in zip(labels, src, strict=True)])

@@ -489,6 +489,30 @@ FROM asset_qh WHERE (live_kw IS NOT NULL OR final_kw IS NOT NULL) AND {_ASSET_FI
 ORDER BY 1"""
 
 
+_VERSIONS = f"""WITH v AS (
+    SELECT version, delivery_start, power_kw,
+           ntile(%(n)s) OVER (ORDER BY version) AS bucket,
+           row_number() OVER (ORDER BY version DESC) AS newest
+    FROM forecast_versions
+    WHERE asset_id = %(asset)s AND {_ASSET_FILTER.format(col="asset_id")}
+      AND version < %(end)s AND version >= %(start)s - interval '2 days'
+      AND (%(as_of)s::timestamptz IS NULL OR version <= %(as_of)s)),
+picked AS (  -- the first version of each of n spans of time, and the newest
+    (SELECT DISTINCT ON (bucket) version, delivery_start, power_kw FROM v ORDER BY bucket, version)
+    UNION SELECT version, delivery_start, power_kw FROM v WHERE newest = 1)
+SELECT p.version, u.delivery_start, u.power_kw
+FROM picked p, unnest(p.delivery_start, p.power_kw) AS u(delivery_start, power_kw)
+WHERE u.delivery_start >= %(start)s AND u.delivery_start < %(end)s
+ORDER BY p.version, u.delivery_start"""
+
+
+def query_forecast_versions(conn, day: dt.date, asset_id: str, assets: Sequence[str] | None = None,
+                            n: int = 4, as_of: Any = None) -> pd.DataFrame:
+    """A few forecast versions of one asset over the day (columns version, delivery_start,
+    power_kw): the first of ``n`` equal spans of the versions issued for it, plus the newest."""
+    return _run(conn, _VERSIONS, _params(day=day, as_of=as_of, assets=assets, asset=asset_id, n=n))
+
+
 def query_measured_days(conn, assets: Sequence[str] | None = None) -> pd.DataFrame:
     """Berlin days with a live or final measurement (column ``day``): days that have begun."""
     return _run(conn, _MEASURED_DAYS, _params(assets=assets))

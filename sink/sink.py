@@ -82,6 +82,7 @@ TABLES = {t.name: t for t in (
                                    "unterdeckt_eur_mwh", "ueberdeckt_eur_mwh"),
               ("delivery_start", "kind", "published_at")),
     TableSpec("redispatch_compensation", ("delivery_start", "published_at", "price_eur_mwh"), ("delivery_start",)),
+    TableSpec("forecast_versions", ("asset_id", "version", "delivery_start", "power_kw"), ("asset_id", "version")),
     TableSpec("replay_clock", ("clock", "now", "replay_id", "speed", "done"), ("clock",)),
     TableSpec("quarantine", ("topic", "source_file", "line", "reason", "raw"),
               ("topic", "source_file", "line", "reason")),
@@ -142,6 +143,10 @@ def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
     elif topic == topics.DSO_COMPENSATION:
         v = value
         yield "redispatch_compensation", (ts_iso(v["delivery_start"]), ts_iso(v["published_at"]), v["price_eur_mwh"])
+    elif topic == topics.FORECASTS:
+        v = value
+        yield "forecast_versions", (v["asset_id"], ts_iso(v["version"]), [ts_iso(x) for x in v["delivery_start"]],
+                                    [float(x) for x in v["power_kw"]])
     elif topic == topics.CLOCK:
         yield "replay_clock", ("clock", ts_iso(value["now"]), value.get("replay_id"), str(value.get("speed")),
                                bool(value.get("done")))
@@ -152,6 +157,7 @@ def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
 
 SINK_TOPICS = [topics.ASSET_QH, topics.TRADING_QH, topics.QH_RESULTS, topics.ALERTS, topics.CRM_CONTRACTS,
                topics.TECHNICAL_DATA, topics.IMBALANCE_PRICES, topics.DSO_COMPENSATION, topics.CLOCK,
+               topics.FORECASTS,
                *[topics.dlq(t) for t in (*topics.SOURCE_TOPICS, *topics.DERIVED_TOPICS)]]
 
 
