@@ -71,6 +71,11 @@ TABLES = {t.name: t for t in (
                                        "tradeable_forecast_kw", "net_sold_mwh", "imbalance_mwh",
                                        "imbalance_price_eur_mwh", "imbalance_price_source",
                                        "imbalance_cost_eur"), ("delivery_start", "known_at")),
+    TableSpec("asset_qh_history", ("asset_id", "delivery_start", "known_at", "latest_kw", "tradeable_kw", "best_kw",
+                                   "best_source", "live_kw", "final_kw", "redispatched"),
+              ("asset_id", "delivery_start", "known_at")),
+    TableSpec("trading_qh_history", ("delivery_start", "book", "known_at", "trades", "net_mwh", "revenue_eur",
+                                     "vwap_eur_mwh", "idx_full_eur_mwh"), ("delivery_start", "book", "known_at")),
     TableSpec("alerts", ("alert_id", "delivery_start", "status", "kind", "severity", "subject", "detected_at",
                          "payload"), ("alert_id", "status", "delivery_start"), append_only=True),
     TableSpec("contracts", ("file_time", "contract_id", "asset_id", "metering_point_id", "capacity_mw",
@@ -102,11 +107,18 @@ def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
                                ts(s["tradeable_version"]), s["tradeable_kw"], s["best_kw"], s["best_source"],
                                s["live_kw"], s["live_samples"], s["final_kw"], s["redispatched"],
                                s["exists"], known)
+            if known is not None and s["exists"]:
+                yield "asset_qh_history", (s["asset_id"], ts(s["qh"]), known, s["latest_kw"], s["tradeable_kw"],
+                                           s["best_kw"], s["best_source"], s["live_kw"], s["final_kw"],
+                                           s["redispatched"])
     elif topic == topics.TRADING_QH:
         v = value
         yield "trading_qh", (ts(v["qh"]), v["book"], v["trades"], v["sold_mwh"], v["bought_mwh"], v["net_mwh"],
                              v["revenue_eur"], v["vwap_eur_mwh"], v["idx_full_eur_mwh"], v["idx_3h_eur_mwh"],
                              v["idx_1h_eur_mwh"], ts(v.get("known_at")))
+        if v.get("known_at"):
+            yield "trading_qh_history", (ts(v["qh"]), v["book"], ts(v["known_at"]), v["trades"], v["net_mwh"],
+                                         v["revenue_eur"], v["vwap_eur_mwh"], v["idx_full_eur_mwh"])
     elif topic == topics.QH_RESULTS:
         known = ts(value.get("known_at"))
         p = value["portfolio"]

@@ -59,7 +59,8 @@ def test_with_timescaledb_present_the_hypertable_ddl_is_chosen_and_matches_the_r
     assert any(f.name.endswith(".timescale.sql") for f in files)
     assert not any(f.name.endswith(".plain.sql") for f in files)
     ddl = "".join(f"-- {f.name}\n{f.read_text()}" for f in files if f.name.endswith(".timescale.sql"))
-    for table in ("asset_qh", "trading_qh", "asset_imbalance_qh", "portfolio_qh", "portfolio_qh_history"):
+    for table in ("asset_qh", "trading_qh", "asset_imbalance_qh", "portfolio_qh", "portfolio_qh_history",
+                  "asset_qh_history", "trading_qh_history"):
         assert f"create_hypertable('{table}', by_range('delivery_start'" in ddl
     assert "materialized_only = false" in ddl and "add_compression_policy" in ddl
     assert "add_retention_policy" in ddl
@@ -68,7 +69,8 @@ def test_with_timescaledb_present_the_hypertable_ddl_is_chosen_and_matches_the_r
 
 def test_every_unique_key_of_a_hypertable_includes_its_time_column(fresh_db):
     with psycopg.connect(fresh_db) as conn:
-        for table in ("asset_qh", "trading_qh", "asset_imbalance_qh", "portfolio_qh", "portfolio_qh_history"):
+        for table in ("asset_qh", "trading_qh", "asset_imbalance_qh", "portfolio_qh", "portfolio_qh_history",
+                      "asset_qh_history", "trading_qh_history"):
             cols = conn.execute(
                 "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                 "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisunique",
