@@ -104,11 +104,15 @@ def test_at_3600x_the_wall_time_matches_the_speed_factor_within_the_measured_ove
     """Real clock, real broker. The tolerance is measured in the same run: the time the same
     records take at max speed (publishing cost) plus the worst oversleep of time.sleep here."""
     ensure_topics(bootstrap, 4)
-    window = [r for r in day.records if r.event_time_s < day.records[0].event_time_s + 3 * 3600]
+    mid = day.records[len(day.records) // 2].event_time_s  # the thick of the day: 2 h of events
+    window = [r for r in day.records if mid <= r.event_time_s < mid + 2 * 3600]
     span_s = window[-1].event_time_s - window[0].event_time_s
-    t = time.perf_counter()
-    Replayer(producer(bootstrap), 4, progress=False).replay(window, None)
-    max_speed_s = time.perf_counter() - t
+    assert span_s > 3600 and len(window) > 100
+    baseline = 0.0  # publishing cost of the same records, worst of two runs at max speed
+    for _ in range(2):
+        t = time.perf_counter()
+        Replayer(producer(bootstrap), 4, progress=False).replay(window, None)
+        baseline = max(baseline, time.perf_counter() - t)
     oversleep = 0.0
     for _ in range(20):
         s = time.perf_counter()
@@ -120,7 +124,7 @@ def test_at_3600x_the_wall_time_matches_the_speed_factor_within_the_measured_ove
     expected = span_s / 3600
     assert stats.published == len(window)
     assert wall >= expected - 0.01, "the replay ran ahead of its clock"
-    assert wall <= expected + max_speed_s + oversleep * 10 + 0.25, (wall, expected, max_speed_s, oversleep)
+    assert wall <= expected + 2 * baseline + 20 * oversleep, (wall, expected, baseline, oversleep)
 
 
 @pytest.mark.integration
