@@ -190,16 +190,12 @@ def _parse_day(day_dir: Path):
     return parsed
 
 
-def _replay(stack, parsed, speed, from_s=None, to_s=None):
-    from intraday.kafka import producer
-    from producers.replay import Replayer
-
-    rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
-    rp.publish_rejections(parsed.rejections)
-    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
-    log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
-             stats.published / stats.wall_s if stats.wall_s else 0)
-    return stats
+def _quarantine_exit(parsed) -> int:
+    """Exit code 3 and one line when some input was quarantined (each was printed already)."""
+    if parsed.rejections:
+        print(f"intraday: completed with quarantined input ({len(parsed.rejections)} records)", file=sys.stderr)
+        return EXIT_QUARANTINED
+    return EXIT_OK
 
 
 def cmd_run(args, settings: Settings) -> int:
@@ -227,14 +223,11 @@ def cmd_run(args, settings: Settings) -> int:
             log.info("exported %s", ", ".join(f"{k}: {v} rows" for k, v in counts.items()))
     finally:
         stack.stop()
-    if parsed.rejections:
-        print(f"intraday: completed with quarantined input ({len(parsed.rejections)} records)", file=sys.stderr)
-        return EXIT_QUARANTINED
-    return EXIT_OK
+    return _quarantine_exit(parsed)
 
 
 def cmd_replay(args, settings: Settings) -> int:
-    from intraday.stack import Stack
+    from intraday.stack import Stack, publish_day
 
     day = _day_dir(args.day_dir)
     speed = _speed(args.speed)
@@ -246,13 +239,10 @@ def cmd_replay(args, settings: Settings) -> int:
         stack.start_services()
         if stack.services.broker is not None:
             log.warning("no running broker found: started one; its topics live only while this command runs")
-        _replay(stack, parsed, speed, from_s, to_s)
+        publish_day(stack, parsed, speed, from_s, to_s)
     finally:
         stack.stop()
-    if parsed.rejections:
-        print(f"intraday: completed with quarantined input ({len(parsed.rejections)} records)", file=sys.stderr)
-        return EXIT_QUARANTINED
-    return EXIT_OK
+    return _quarantine_exit(parsed)
 
 
 def cmd_export(args, settings: Settings) -> int:
@@ -290,7 +280,7 @@ def cmd_generate_day(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     from intraday.generate import generate_day
-    from intraday.stack import Stack
+    from intraday.stack import Stack, publish_day
 
     speed = _speed(args.speed)
     day = args.day or dt.date(2025, 6, 8)
@@ -317,7 +307,7 @@ def cmd_demo(args, settings: Settings) -> int:
                   flush=True)
         elif settings.auth:
             print(f"login: users from {settings.users_file}", flush=True)
-        _replay(stack, parsed, speed)
+        publish_day(stack, parsed, speed)
         print("replay finished; the dashboard keeps running until Ctrl-C", flush=True)
         while True:
             stack.check_children()

@@ -217,6 +217,19 @@ class Stack:
             time.sleep(interval)
 
 
+def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None):
+    """Publish a parsed day's rejections (to the DLQs) and records (in event-time order)."""
+    from intraday.kafka import producer
+    from producers.replay import Replayer
+
+    rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
+    rp.publish_rejections(parsed.rejections)
+    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
+    log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
+             stats.published / stats.wall_s if stats.wall_s else 0)
+    return stats
+
+
 def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None, until_drained: bool = True,
                          timeout: float = 3600, workers: int = 1, during=None, max_rebuilds: int = 3):
     """Replay a parsed day (and wait until the database holds it), rebuilding from the files
@@ -224,9 +237,6 @@ def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None,
     restart the topics are re-created with their declared counts, the processors and the sink
     start over, and the whole day is replayed again. The database is the durable record;
     idempotent upserts make the second pass land on the same rows (reliability-notes 5)."""
-    from intraday.kafka import producer
-    from producers.replay import Replayer
-
     rebuilds = 0
     while True:
         try:
@@ -234,11 +244,7 @@ def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None,
                 stack.start_sink()
                 for i in range(workers):
                     stack.start_worker(f"worker-{i}" if workers > 1 else "worker")
-            rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
-            rp.publish_rejections(parsed.rejections)
-            stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
-            log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
-                     stats.published / stats.wall_s if stats.wall_s else 0)
+            stats = publish_day(stack, parsed, speed, from_s, to_s)
             if during is not None:
                 during(stack)
                 during = None
