@@ -405,6 +405,9 @@ def price_figure(trading: pd.DataFrame, day: dt.date, now: Any = None,
                           yaxis={"title": {"text": "EUR/MWh"}, "domain": [0.34, 1], "gridcolor": "#eeeeee"},
                           yaxis2={"title": {"text": "Δ idx_full"}, "domain": [0, 0.26], "zeroline": True,
                                   "zerolinecolor": "#999999", "gridcolor": "#eeeeee"})
+    # the time axis belongs under the lower plot: anchored to the upper one, its labels and title
+    # were drawn across the delta bars
+    layout["xaxis"] = {**layout["xaxis"], "anchor": "y2"}
     return {"data": data, "layout": layout}
 
 
