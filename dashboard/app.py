@@ -335,6 +335,12 @@ def _register_health(server, pool) -> None:
                 progress = Q.query_sink_progress(conn)
                 quarantine = Q.query_quarantine_counts(conn)
                 fresh = Q.query_freshness(conn)
+                row = conn.execute(
+                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms), max(p99_ms), max(max_ms) "
+                    "FROM sink_latency WHERE at > (SELECT max(at) FROM sink_latency) - interval '5 minutes'"
+                ).fetchone()
+                latency = ({"batches": row[0], "p50": row[1], "p99": row[2], "max": row[3]}
+                           if row and row[0] else None)
         except DB_ERRORS as exc:  # report, do not crash
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return flask.jsonify({"status": "database unavailable", "error": msg}), 503
@@ -345,6 +351,7 @@ def _register_health(server, pool) -> None:
                                "updated_at": iso_or_none(r.updated_at)} for r in progress.itertuples(index=False)],
             "quarantine": {r.topic: int(r.records) for r in quarantine.itertuples(index=False)},
             "quarantine_total": int(quarantine["records"].sum()) if len(quarantine) else 0,
+            "latency_ms": latency,
             "last_known_at": {r.source: iso_or_none(r.latest_at) for r in fresh.itertuples(index=False)},
         })
 

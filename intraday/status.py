@@ -50,6 +50,13 @@ def collect(settings: Settings, database_url: str | None) -> dict:
                     "SELECT topic, count(*) FROM quarantine GROUP BY topic ORDER BY topic").fetchall())
                 row = conn.execute("SELECT max(updated_at) FROM sink_progress").fetchone()
                 out["sink_last_write"] = row[0].isoformat() if row and row[0] else None
+                lat = conn.execute(
+                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms), max(p99_ms), max(max_ms) "
+                    "FROM sink_latency WHERE at > (SELECT max(at) FROM sink_latency) - interval '5 minutes'"
+                ).fetchone()
+                if lat and lat[0]:
+                    out["latency_s"] = {"batches": lat[0], "p50": lat[1] / 1000, "p99": lat[2] / 1000,
+                                        "max": lat[3] / 1000}
         except DatabaseError as exc:
             out["database"] = {"reachable": False, "error": str(exc)}
     return out
@@ -77,6 +84,10 @@ def status(settings: Settings) -> int:
         print(f"last:      {table}: {t or '-'}")
     if s.get("sink_last_write"):
         print(f"sink:      last write {s['sink_last_write']}")
+    if s.get("latency_s"):
+        lt = s["latency_s"]
+        print(f"latency:   publication -> database, last 5 min of sink batches ({lt['batches']}): "
+              f"p50 {lt['p50']:.3f}s, p99 {lt['p99']:.3f}s, max {lt['max']:.3f}s")
     total_q = sum(s["quarantined"].values())
     print(f"quarantine: {total_q} records" + "".join(f"\n  {t}: {n}" for t, n in s["quarantined"].items()))
     return 0 if (not b or b["reachable"]) and (not d or d["reachable"]) else 1

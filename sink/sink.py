@@ -268,6 +268,7 @@ class Sink:
                     continue
                 rows: dict[str, dict[tuple, tuple]] = {}
                 offsets: dict[tuple[str, int], int] = {}
+                sources_ms: list[int] = []
                 for m in msgs:
                     if m.error():
                         if m.error().code() != KafkaError._PARTITION_EOF:
@@ -276,6 +277,8 @@ class Sink:
                     offsets[(m.topic(), m.partition())] = m.offset() + 1
                     try:
                         value = orjson.loads(m.value())
+                        if isinstance(value, dict) and value.get("src_ms"):
+                            sources_ms.append(value["src_ms"])
                         for name, row in rows_of(m.topic(), value):
                             spec = TABLES[name]
                             key = tuple(row[spec.columns.index(k)] for k in spec.key)
@@ -292,11 +295,27 @@ class Sink:
                                 asynchronous=False)
                 self.rows_written += n
                 self.batches += 1
+                if sources_ms:
+                    self._record_latency(conn, sources_ms)
                 if self.on_batch:
                     self.on_batch(len(msgs), n)
         finally:
             consumer.close()
             conn.close()
+
+    def _record_latency(self, conn: psycopg.Connection, sources_ms: list[int]) -> None:
+        """Latency of the batch's results: committed now, published at each source's time."""
+        now_ms = time.time() * 1000
+        lat = sorted(max(0.0, now_ms - s) for s in sources_ms)
+
+        def q(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))]
+
+        try:
+            conn.execute("INSERT INTO sink_latency (records, p50_ms, p95_ms, p99_ms, max_ms) VALUES "
+                         "(%s, %s, %s, %s, %s)", (len(lat), q(0.5), q(0.95), q(0.99), lat[-1]))
+        except psycopg.Error as exc:  # observability must not stop the sink
+            log.warning("latency not recorded: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
 
     def _write_with_retry(self, conn_ref: list, rows, offsets) -> int | None:
         delay = 0.2

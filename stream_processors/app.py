@@ -155,6 +155,16 @@ class StateCache:
         self.dirty.clear()
 
 
+def batch_source_ms(evs: list, decoded: list[dict] | None = None) -> int | None:
+    """Wall-clock publication time (ms) of the oldest source record behind a batch: a source
+    record's Kafka timestamp, or the ``src_ms`` a derived record carries from its own sources.
+    The sink turns it into end-to-end latency (publication -> database)."""
+    times = [e["src_ms"] for e in (decoded or []) if e.get("src_ms")]
+    times += [int(ev.message.timestamp * 1000) for ev in evs
+              if ev.message.timestamp and not ev.message.topic.startswith("derived.")]
+    return min(times) if times else None
+
+
 def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str]):
     for ev in evs:
         msg = ev.message
@@ -245,11 +255,12 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 by_qh[qh_s].append(rules.asset_snapshot(asset_id, qh_s, state))
             versions.flush()
             obs.flush()
+            src_ms = batch_source_ms(evs)
             for qh_s, snaps in by_qh.items():
                 emitter.send(topics.ASSET_QH, iso(qh_s), {
                     "schema_version": 1, "type": "asset_qh", "qh": qh_s,
                     "known_at": max(changed[s["asset_id"] + "|" + str(qh_s)] for s in snaps),
-                    "assets": snaps})
+                    "src_ms": src_ms, "assets": snaps})
 
     # ------------------------------------------------------------------ trading (by delivery hour)
     trade_types = frozenset({"trade", "trade_slice"})
@@ -269,11 +280,13 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 last = evs[-1].message
                 seen_index.flush(f"{last.topic}:{last.partition}:{last.offset}")
             cache.flush()
+            src_ms = batch_source_ms(evs)
             for key in changed:
                 book, qh_text = key.split("|")
                 qh_s = int(qh_text)
                 snap = rules.trading_snapshot(book, qh_s, cache.values[key])
                 snap["known_at"] = known.get(key)
+                snap["src_ms"] = src_ms
                 emitter.send(topics.TRADING_QH, iso(qh_s), {"schema_version": 1, "type": "trading_qh", **snap})
 
     # ------------------------------------------------------------------ portfolio membership
@@ -317,7 +330,9 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
             members_changed: set[int] = set()
             known: dict[int, float] = {}
             ticks: dict[int, list[float]] = defaultdict(list)
+            decoded: list[dict] = []
             for msg, e in _decode_batch(emitter, evs, qh_types):
+                decoded.append(e)
                 try:
                     if e["type"] == "clock":
                         ticks[msg.partition].append(parse_iso(e["now"]))
@@ -339,6 +354,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                         cache.get(key, p, dict)
                         cache.mark(key)
             changed = [k for k in cache.dirty if k.startswith("qh|")]
+            src_ms = batch_source_ms([ev for ev in evs if ev.message.topic == topics.IMBALANCE_PRICES], decoded)
             for key in changed:
                 qh_s = int(key[3:])
                 state = cache.values[key]
@@ -353,7 +369,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                     emitter.send(topics.ALERTS, alert["subject"], alert)
                 emitter.send(topics.QH_RESULTS, iso(qh_s), {
                     "schema_version": 1, "type": "qh_result", "qh": qh_s, "known_at": known_at,
-                    "portfolio": port, "assets": rows})
+                    "src_ms": src_ms, "portfolio": port, "assets": rows})
             for p, nows in ticks.items():  # time-driven: open positions close to gate closure
                 m = cache.get(f"members|{p}", p, dict).get("members")
                 members = set(m) if m is not None else None

@@ -281,3 +281,23 @@ def test_a_sink_killed_mid_run_and_restarted_leaves_the_database_equal(day, tmp_
     out = tmp_path / "out"
     run_pipeline(day, settings_for(fresh_db), out, during=kill_sink)
     assert_results_equal(out, compute_reference(day))
+
+
+def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fresh_db, settings_for):
+    import psycopg
+
+    printed = {}
+
+    def status(stack):
+        stack.wait_drained(300)
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.services.bootstrap, DATABASE_URL=fresh_db)
+        r = subprocess.run([sys.executable, "-m", "intraday.cli", "status"], env=env, capture_output=True,
+                           text=True, timeout=120)
+        printed["out"] = r.stdout
+
+    run_pipeline(day, settings_for(fresh_db), tmp_path / "out", during=status)
+    with psycopg.connect(fresh_db) as conn:
+        n, worst, best = conn.execute("SELECT count(*), max(max_ms), min(p50_ms) FROM sink_latency").fetchone()
+    assert n > 0 and 0 <= best <= worst
+    assert "latency:   publication -> database" in printed["out"]
+    assert "lag:       intraday-processors: 0 records" in printed["out"], printed["out"]
