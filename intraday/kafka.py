@@ -86,7 +86,7 @@ def producer(bootstrap: str, **extra) -> Producer:
 
 
 def true_end_offsets(bootstrap: str, reported: dict[tuple[str, int], int],
-                     timeout: float = 10.0) -> dict[tuple[str, int], int]:
+                     timeout: float = 30.0) -> dict[tuple[str, int], int]:
     """The real end offset (next offset to be written) of each partition.
 
     Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of the last

@@ -175,7 +175,8 @@ def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str]):
 
 
 def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str = "intraday-processors",
-               web_port: int = 6066, alert_config: AlertConfig | None = None) -> faust.App:
+               web_port: int = 6066, alert_config: AlertConfig | None = None,
+               retention_days: float = 4.0) -> faust.App:
     """Build the Faust app and register its tables and agents. Nothing connects until it runs."""
     conf: dict[str, Any] = {}
     if embedded:
@@ -210,6 +211,8 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     # ------------------------------------------------------------------ assets (by asset_id)
     asset_types = frozenset({"forecast", "live_sample", "final_production", "redispatch_flag", "clock"})
     forecasts = ForecastIndex(forecast_versions)
+    retention_s = retention_days * 86400
+    asset_retention, trade_retention, qh_retention = Retention(retention_s), Retention(retention_s), Retention(retention_s)
 
     @app.on_partitions_revoked.connect
     async def _revoked(app_, revoked, **kwargs):  # another worker may now update those keys
@@ -232,8 +235,16 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
             for msg, e in _decode_batch(emitter, evs, asset_types):
                 try:
                     if e["type"] == "clock":
-                        _check_feeds(feeds, feed_state, msg.partition, partitions, parse_iso(e["now"]),
-                                     alert_config, emitter)
+                        now_s = parse_iso(e["now"])
+                        _check_feeds(feeds, feed_state, msg.partition, partitions, now_s, alert_config, emitter)
+                        cutoff = asset_retention.tick(msg.partition, now_s)
+                        if cutoff is not None:
+                            _prune_assets(asset_obs, forecast_versions, forecasts, obs, versions, msg.partition,
+                                          partitions, cutoff)
+                        continue
+                    if _asset_event_qh(e) is not None and asset_retention.too_old(msg.partition, _asset_event_qh(e)):
+                        emitter.dead_letter(msg.topic, msg, "older than the processors' state retention "
+                                                            "(INTRADAY_STATE_RETENTION_DAYS)")
                         continue
                     _apply_asset_event(obs, versions, forecasts, msg.partition, e, changed)
                     if e["type"] == "live_sample":
@@ -263,15 +274,27 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                     "src_ms": src_ms, "assets": snaps})
 
     # ------------------------------------------------------------------ trading (by delivery hour)
-    trade_types = frozenset({"trade", "trade_slice"})
+    trade_types = frozenset({"trade", "trade_slice", "clock"})
 
-    @app.agent(raw_topic(topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES), name="trading")
+    @app.agent(raw_topic(topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CLOCK_BROADCAST),
+               name="trading")
     async def trading(stream):
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             cache = StateCache(trading_state)
             known: dict[str, float] = {}
             for msg, e in _decode_batch(emitter, evs, trade_types):
                 try:
+                    if e["type"] == "clock":
+                        cutoff = trade_retention.tick(msg.partition, parse_iso(e["now"]))
+                        if cutoff is not None:
+                            _prune_trading(trading_state, seen_trades, seen_index, cache, msg.partition, partitions,
+                                           cutoff)
+                        continue
+                    first_qh = int(e["qh"]) if e["type"] == "trade_slice" else int(parse_iso(e["delivery_start"]))
+                    if trade_retention.too_old(msg.partition, first_qh):
+                        emitter.dead_letter(msg.topic, msg, "older than the processors' state retention "
+                                                            "(INTRADAY_STATE_RETENTION_DAYS)")
+                        continue
                     _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known)
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
@@ -336,6 +359,15 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 try:
                     if e["type"] == "clock":
                         ticks[msg.partition].append(parse_iso(e["now"]))
+                        cutoff = qh_retention.tick(msg.partition, parse_iso(e["now"]))
+                        if cutoff is not None:
+                            old = [k for k in list(qh_state.data.keys()) if k.startswith("qh|")
+                                   and int(k[3:]) < cutoff
+                                   and topics.partition_for(iso(int(k[3:])), partitions) == msg.partition]
+                            for k in old:
+                                cache.values.pop(k, None)
+                                cache.dirty.discard(k)
+                            delete_keys(qh_state, msg.partition, old)
                         continue
                     if e["type"] == "portfolio":
                         mkey = f"members|{msg.partition}"
@@ -453,6 +485,42 @@ class ForecastIndex:
         return self._asset(asset_id).get(qh_s, {})
 
 
+class Retention:
+    """Event-time retention of the processors' state (tables and in-memory indexes).
+
+    On a clock tick at most once per hour of event time per partition, every key of that
+    partition whose QH lies more than ``retention_s`` behind the clock is deleted (a tombstone in
+    the changelog), so a system that runs for weeks keeps a bounded state. The database keeps the
+    results. An event for a QH that old would meet no state and overwrite its stored row with a
+    partial one, so it is refused to the DLQ instead (:meth:`too_old`).
+    """
+
+    def __init__(self, retention_s: float) -> None:
+        self.retention_s = retention_s
+        self.now: dict[int, float] = {}
+        self.pruned_at: dict[int, float] = {}
+
+    def tick(self, partition: int, now_s: float) -> float | None:
+        """Record the clock; the cutoff if this partition is due for pruning, else None."""
+        if now_s <= self.now.get(partition, 0):
+            return None
+        self.now[partition] = now_s
+        if self.retention_s <= 0 or now_s - self.pruned_at.get(partition, 0) < HOUR_S:
+            return None
+        self.pruned_at[partition] = now_s
+        return now_s - self.retention_s
+
+    def too_old(self, partition: int, qh_s: float) -> bool:
+        now = self.now.get(partition)
+        return self.retention_s > 0 and now is not None and qh_s < now - self.retention_s
+
+
+def delete_keys(table: Any, partition: int, keys: list[str]) -> None:
+    for key in keys:
+        table.data.pop(key, None)
+        table.send_changelog(partition, key, None, value_serializer="raw")
+
+
 class SeenIndex:
     """Trade ids already counted, with the source position of their first occurrence.
 
@@ -547,6 +615,56 @@ def _apply_asset_event(obs: StateCache, versions: StateCache, forecasts: Forecas
                                       bool(e["is_redispatched"])):
                 obs.mark(key)
                 touched(qh_s)
+
+
+def _asset_event_qh(e: dict) -> float | None:
+    """The QH (or, for a forecast, the last QH) an asset event is about."""
+    kind = e.get("type")
+    if kind == "live_sample":
+        return parse_iso(e["timestamp"])
+    if kind in ("final_production", "redispatch_flag"):
+        return parse_iso(e["delivery_start"])
+    if kind == "forecast" and e.get("delivery_start"):
+        return max(parse_iso(x) for x in e["delivery_start"])
+    return None
+
+
+def _prune_assets(obs_table: Any, versions_table: Any, forecasts: ForecastIndex, obs: StateCache,
+                  versions: StateCache, partition: int, partitions: int, cutoff: float) -> None:
+    def mine(key: str) -> bool:
+        return topics.partition_for(key.rsplit("|", 1)[0], partitions) == partition
+
+    old_obs = [k for k in list(obs_table.data.keys()) if float(k.rsplit("|", 1)[1]) < cutoff and mine(k)]
+    # a version covers 48 h from its time: gone when even its last QH is behind the cutoff
+    old_versions = [k for k in list(versions_table.data.keys())
+                    if float(k.rsplit("|", 1)[1]) + 2 * 86400 < cutoff and mine(k)]
+    for cache, keys in ((obs, old_obs), (versions, old_versions)):
+        for k in keys:
+            cache.values.pop(k, None)
+            cache.dirty.discard(k)
+    delete_keys(obs_table, partition, old_obs)
+    delete_keys(versions_table, partition, old_versions)
+    for asset_id, derived in forecasts.by_asset.items():
+        if topics.partition_for(asset_id, partitions) == partition:
+            for qh_s in [q for q in derived if q < cutoff]:
+                del derived[qh_s]
+
+
+def _prune_trading(state_table: Any, seen_table: Any, seen: SeenIndex, cache: StateCache, partition: int,
+                   partitions: int, cutoff: float) -> None:
+    old_state = [k for k in list(state_table.data.keys()) if int(k.split("|")[1]) < cutoff
+                 and topics.trade_partition(int(k.split("|")[1]), partitions) == partition]
+    old_seen = [k for k in list(seen_table.data.keys()) if int(k.split("|")[1]) + HOUR_S <= cutoff
+                and topics.trade_partition(int(k.split("|")[1]), partitions) == partition]
+    for k in old_state:
+        cache.values.pop(k, None)
+        cache.dirty.discard(k)
+    delete_keys(state_table, partition, old_state)
+    delete_keys(seen_table, partition, old_seen)
+    if seen.ids is not None:
+        for group in [g for g in seen.ids if int(g.split("|")[1]) + HOUR_S <= cutoff]:
+            if topics.trade_partition(int(group.split("|")[1]), partitions) == partition:
+                del seen.ids[group]
 
 
 def _check_feeds(feeds: StateCache, table: Any, partition: int, partitions: int, now_s: float,
@@ -661,4 +779,5 @@ def app_from_env() -> faust.App:
     return create_app(settings.kafka_bootstrap, settings.partitions,
                       embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
                       web_port=int(os.environ.get("INTRADAY_WORKER_WEB_PORT", "6066")),
-                      alert_config=AlertConfig.from_settings(settings))
+                      alert_config=AlertConfig.from_settings(settings),
+                      retention_days=settings.state_retention_days)

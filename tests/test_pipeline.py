@@ -301,3 +301,40 @@ def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fres
     assert n > 0 and 0 <= best <= worst
     assert "latency:   publication -> database" in printed["out"]
     assert "lag:       intraday-processors: 0 records" in printed["out"], printed["out"]
+
+
+def test_state_older_than_the_retention_is_forgotten_and_late_events_for_it_are_refused(
+        day, tmp_path, fresh_db, settings_for):
+    """The clock moves ten days on: the processors drop the day's state (tombstones), the
+    database keeps its results, and a trade for the day arriving now goes to the DLQ instead of
+    overwriting a stored row with a partial one."""
+    import orjson
+    import psycopg
+
+    from intraday.kafka import producer
+    from intraday.qh import iso, parse_iso
+
+    def ten_days_later(stack):
+        stack.wait_drained(300)
+        p = producer(stack.services.bootstrap)
+        later = parse_iso("2025-06-18T12:00:00Z")
+        p.produce("replay.clock", key=b"clock", partition=0, value=orjson.dumps(
+            {"schema_version": 1, "type": "clock", "now": iso(int(later)), "event_time": iso(int(later))}))
+        assert p.flush(10) == 0
+        stack.wait_drained(120)
+        trade = {"schema_version": 1, "type": "trade", "book": "private", "trade_id": "LATE-1", "side": "SELL",
+                 "delivery_start": "2025-06-08T10:00:00Z", "delivery_end": "2025-06-08T10:15:00Z",
+                 "execution_time": "2025-06-08T09:00:00Z", "price_eur_mwh": 99.0, "volume_mw": 50.0,
+                 "event_time": "2025-06-08T09:00:00Z", "source_file": "late", "source_line": 1}
+        from intraday.topics import trade_partition
+
+        p.produce("exchange.private-trades", key=b"2025-06-08T10:00:00Z", value=orjson.dumps(trade),
+                  partition=trade_partition(int(parse_iso("2025-06-08T10:00:00Z")), stack.settings.partitions))
+        assert p.flush(10) == 0
+
+    out = tmp_path / "out"
+    run_pipeline(day, settings_for(fresh_db), out, during=ten_days_later)
+    with psycopg.connect(fresh_db) as conn:
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM quarantine WHERE topic = 'exchange.private-trades'")]
+    assert any("retention" in r for r in reasons), reasons
+    assert_results_equal(out, compute_reference(day))
