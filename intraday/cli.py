@@ -246,20 +246,11 @@ def cmd_replay(args, settings: Settings) -> int:
 
 
 def cmd_export(args, settings: Settings) -> int:
-    from intraday.services import start_embedded_postgres
-    from sink.db import migrate
+    from intraday.services import database
     from sink.export import export
 
-    server = None
-    url = settings.database_url
-    if not url:
-        server, url = start_embedded_postgres(settings.state_dir)
-    try:
-        migrate(url)
+    with database(settings) as url:
         counts = export(url, Path(args.out_dir))
-    finally:
-        if server is not None:
-            server.cleanup()
     for name, n in counts.items():
         print(f"{args.out_dir}/{name}: {n} rows")
     return EXIT_OK
@@ -352,15 +343,11 @@ def cmd_dashboard(args, settings: Settings) -> int:
 
 
 def cmd_migrate(args, settings: Settings) -> int:
-    from intraday.services import start_embedded_postgres
+    from intraday.services import database
     from sink.db import migrate
 
-    server, url = (None, settings.database_url) if settings.database_url else start_embedded_postgres(settings.state_dir)
-    try:
+    with database(settings, migrate=False) as url:
         applied = migrate(url)
-    finally:
-        if server is not None:
-            server.cleanup()
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return EXIT_OK
 

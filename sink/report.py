@@ -856,19 +856,11 @@ text-align:left;font-size:.9em}}.n{{text-align:right;font-variant-numeric:tabula
 def run_report(settings, start: dt.datetime, end: dt.datetime, out_dir: Path,
                assets: Sequence[str] | None = None) -> int:
     """``intraday report --from --to --out``: compute and write; prints the files and the headline."""
-    from intraday.services import start_embedded_postgres
-    from sink.db import connect, migrate
+    from intraday.services import database
+    from sink.db import connect
 
-    server, url = None, settings.database_url
-    if not url:
-        server, url = start_embedded_postgres(settings.state_dir)
-    try:
-        migrate(url)
-        with connect(url) as conn:
-            report = performance_report(conn, start, end, assets)
-    finally:
-        if server is not None:
-            server.cleanup()
+    with database(settings) as url, connect(url) as conn:
+        report = performance_report(conn, start, end, assets)
     paths = write_report(report, Path(out_dir))
     p = report["portfolio"]
     print(f"{report['period']['first_day']} .. {report['period']['last_day']}: produced {_fmt(p['produced_mwh'], 3)} "
