@@ -1364,6 +1364,34 @@ def parse_final_production_file(path: Path, rel_name: str | None = None,
 _FLAG_VALUES = {"1": True, "0": False, "true": True, "false": False}
 
 
+def _range_rows(text: Any, h: int, ncols: int, cols: dict[str, int], topic: str, rel: str,
+                rejections: list, range_label: str):
+    """The data rows of a comma-separated DSO file with a delivery range: yields (line, raw,
+    fields, start, end) of each well-formed row; every other row becomes a Rejection."""
+    for first, last, row, err in text.rows(",", h + 1):
+        if row is None:
+            rejections.append(_reject(topic, rel, first, err, text.raw(first, last)))
+            continue
+        if _blank(row):
+            continue
+        raw = text.raw(first, last)
+        fitted = _fit(row, ncols)
+        if fitted is None:
+            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}", raw))
+            continue
+        try:
+            start = _utc_time(fitted[cols["delivery_start"]])
+            end = _utc_time(fitted[cols["delivery_end"]])
+        except ValueError:
+            rejections.append(_reject(topic, rel, first, f"bad {range_label}", raw))
+            continue
+        problem = _check_range(start, end)
+        if problem:
+            rejections.append(_reject(topic, rel, first, problem, raw))
+            continue
+        yield first, raw, fitted, start, end
+
+
 def parse_redispatch_flag_file(path: Path, rel_name: str | None = None,
                                metering_points: Mapping[str, str] | None = None) -> Parsed:
     """One ``redispatch_flag`` event per row, at the file-name time ``<YYYYMMDD>_<HHMM>`` UTC.
@@ -1395,28 +1423,10 @@ def parse_redispatch_flag_file(path: Path, rel_name: str | None = None,
     if asset is None:
         return [], [_reject(topic, rel, 0, f"unknown metering point {mp}", text.head())]
     t_iso = iso(int(t))
-    records, rejections = [], []
-    for first, last, row, err in text.rows(",", h + 1):
-        raw = text.raw(first, last) if row is None or not _blank(row) else ""
-        if row is None:
-            rejections.append(_reject(topic, rel, first, err, raw))
-            continue
-        if _blank(row):
-            continue
-        fitted = _fit(row, ncols)
-        if fitted is None:
-            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}", raw))
-            continue
-        try:
-            start = _utc_time(fitted[cols["delivery_start"]])
-            end = _utc_time(fitted[cols["delivery_end"]])
-        except ValueError:
-            rejections.append(_reject(topic, rel, first, "bad delivery_start or delivery_end", raw))
-            continue
-        problem = _check_range(start, end)
-        if problem:
-            rejections.append(_reject(topic, rel, first, problem, raw))
-            continue
+    records: list[Record] = []
+    rejections: list[Rejection] = []
+    for first, raw, fitted, start, end in _range_rows(text, h, ncols, cols, topic, rel, rejections,
+                                                       "delivery_start or delivery_end"):
         flag_text = fitted[cols["is_redispatched"]].strip().lower()
         if flag_text not in _FLAG_VALUES:
             rejections.append(_reject(topic, rel, first, f"bad is_redispatched {_show(flag_text)} "
@@ -1458,27 +1468,8 @@ def parse_redispatch_compensation_file(path: Path, rel_name: str | None = None) 
     rows: list[tuple[int, float, float, float]] = []
     rejections: list[Rejection] = []
     latest_end = -math.inf
-    for first, last, row, err in text.rows(",", h + 1):
-        if row is None:
-            rejections.append(_reject(topic, rel, first, err, text.raw(first, last)))
-            continue
-        if _blank(row):
-            continue
-        raw = text.raw(first, last)
-        fitted = _fit(row, ncols)
-        if fitted is None:
-            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}", raw))
-            continue
-        try:
-            start = _utc_time(fitted[cols["delivery_start"]])
-            end = _utc_time(fitted[cols["delivery_end"]])
-        except ValueError:
-            rejections.append(_reject(topic, rel, first, "bad delivery_start__utc_ or delivery_end__utc_", raw))
-            continue
-        problem = _check_range(start, end)
-        if problem:
-            rejections.append(_reject(topic, rel, first, problem, raw))
-            continue
+    for first, raw, fitted, start, end in _range_rows(text, h, ncols, cols, topic, rel, rejections,
+                                                       "delivery_start__utc_ or delivery_end__utc_"):
         try:
             price = _opt_number(fitted[cols["price"]])
         except ValueError:
