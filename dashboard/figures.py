@@ -186,6 +186,12 @@ def _starts(df: pd.DataFrame) -> list[dt.datetime]:
     return [_utc(t) for t in df["delivery_start"]]
 
 
+def _qh_x(starts: Sequence[dt.datetime], day: dt.date) -> tuple[list[str], list[str], list[str]]:
+    """Positions of the QHs on the day's time axis: their starts, ends and middles."""
+    return ([axis_x(t, day) for t in starts], [axis_x(t + QH, day) for t in starts],
+            [axis_x(t + QH / 2, day) for t in starts])
+
+
 def _step(xs: list[str], xends: list[str], ys: list[float | None], custom: list[Any]):
     """Points of a step line (shape ``hv``) that also draws the last QH before a gap or the end."""
     x, y, cd = [], [], []
@@ -199,6 +205,16 @@ def _step(xs: list[str], xends: list[str], ys: list[float | None], custom: list[
             y.append(ys[k])
             cd.append(custom[k])
     return x, y, cd
+
+
+def _step_trace(name: str, xs: list[str], xends: list[str], ys: list[float | None], custom: list[Any],
+                line: dict[str, Any], value: str, **extra: Any) -> dict[str, Any]:
+    """A step line trace (:func:`_step`): ``line`` its style, ``value`` the hover's value with its
+    unit (``%{y:.2f} MW``), ``extra`` further trace keys (``yaxis`` ...)."""
+    x, y, cd = _step(xs, xends, ys, custom)
+    return {"type": "scatter", "mode": "lines", "name": name, "x": x, "y": y, "customdata": cd,
+            "line": {**line, "shape": "hv"}, **extra,
+            "hovertemplate": f"%{{customdata}}<br>{name}: {value}<extra></extra>"}
 
 
 def _base_layout(day: dt.date, title: str, height: int, **extra: Any) -> dict[str, Any]:
@@ -337,9 +353,7 @@ def cockpit_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
         return _empty(day, title, 420, "no data for this day")
     frame = cockpit_frame(portfolio, now)
     starts = _starts(portfolio)
-    xs = [axis_x(t, day) for t in starts]
-    xe = [axis_x(t + QH, day) for t in starts]
-    xm = [axis_x(t + QH / 2, day) for t in starts]
+    xs, xe, xm = _qh_x(starts, day)
     labels = [berlin_label(t) + " · " + s for t, s in zip(starts, frame["status"], strict=True)]
     data = []
     series = [("tradeable_forecast_mw", "tradeable forecast", {"color": COLORS["tradeable"], "width": 2}),
@@ -348,12 +362,8 @@ def cockpit_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
               ("net_sold_mw", "net sold", {"color": COLORS["net_sold"], "width": 2})]
     for col, name, line in series:
         ys = _nums(frame[col])
-        if all(v is None for v in ys):
-            continue
-        x, y, cd = _step(xs, xe, ys, labels)
-        data.append({"type": "scatter", "mode": "lines", "name": name, "x": x, "y": y, "customdata": cd,
-                     "line": {**line, "shape": "hv"}, "connectgaps": False,
-                     "hovertemplate": f"%{{customdata}}<br>{name}: %{{y:.2f}} MW<extra></extra>"})
+        if any(v is not None for v in ys):
+            data.append(_step_trace(name, xs, xe, ys, labels, line, "%{y:.2f} MW", connectgaps=False))
     open_pos = _nums(frame["open_position_mw"])
     if any(v is not None for v in open_pos):
         data.append({"type": "bar", "name": "open position", "x": xm, "y": open_pos, "customdata": labels,
@@ -373,21 +383,15 @@ def price_figure(trading: pd.DataFrame, day: dt.date, now: Any = None,
     if trading.empty:
         return _empty(day, title, 380, "no data for this day")
     starts = _starts(trading)
-    xs = [axis_x(t, day) for t in starts]
-    xe = [axis_x(t + QH, day) for t in starts]
-    xm = [axis_x(t + QH / 2, day) for t in starts]
+    xs, xe, xm = _qh_x(starts, day)
     labels = [berlin_label(t) for t in starts]
     data = []
     for col, name, line in (("idx_full_eur_mwh", "idx_full", {"color": COLORS["idx_full"], "width": 2}),
                             ("idx_3h_eur_mwh", "idx_3h", {"color": COLORS["idx_3h"], "width": 1, "dash": "dash"}),
                             ("idx_1h_eur_mwh", "idx_1h", {"color": COLORS["idx_1h"], "width": 1, "dash": "dot"})):
         ys = _nums(trading[col])
-        if all(v is None for v in ys):
-            continue
-        x, y, cd = _step(xs, xe, ys, labels)
-        data.append({"type": "scatter", "mode": "lines", "name": name, "x": x, "y": y, "customdata": cd,
-                     "line": {**line, "shape": "hv"}, "yaxis": "y",
-                     "hovertemplate": f"%{{customdata}}<br>{name}: %{{y:.2f}} EUR/MWh<extra></extra>"})
+        if any(v is not None for v in ys):
+            data.append(_step_trace(name, xs, xe, ys, labels, line, "%{y:.2f} EUR/MWh", yaxis="y"))
     vwap = _nums(trading["private_vwap_eur_mwh"])
     if any(v is not None for v in vwap):
         data.append({"type": "scatter", "mode": "markers", "name": "our VWAP", "x": xm, "y": vwap,
@@ -497,9 +501,7 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
     if asset.empty:
         return _empty(day, title, 460, "no data for this asset (or not yours)")
     starts = _starts(asset)
-    xs = [axis_x(t, day) for t in starts]
-    xe = [axis_x(t + QH, day) for t in starts]
-    xm = [axis_x(t + QH / 2, day) for t in starts]
+    xs, xe, xm = _qh_x(starts, day)
     src = [s if isinstance(s, str) else "none" for s in asset["best_source"]]
     labels = [f"{berlin_label(t)} · {qh_status(t, now, ps if isinstance(ps, str) else None)}"
               for t, ps in zip(starts, asset["price_source"], strict=True)]
@@ -507,30 +509,24 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
     for col, name, line in (("tradeable_kw", "tradeable forecast", {"color": COLORS["tradeable"], "width": 2}),
                             ("latest_kw", "latest forecast", {"color": COLORS["latest"], "width": 2, "dash": "dot"})):
         ys = _nums(asset[col], 1 / 1000)
-        if all(v is None for v in ys):
-            continue
-        x, y, cd = _step(xs, xe, ys, labels)
-        data.append({"type": "scatter", "mode": "lines", "name": name, "x": x, "y": y, "customdata": cd,
-                     "line": {**line, "shape": "hv"}, "yaxis": "y",
-                     "hovertemplate": f"%{{customdata}}<br>{name}: %{{y:.3f}} MW<extra></extra>"})
+        if any(v is not None for v in ys):
+            data.append(_step_trace(name, xs, xe, ys, labels, line, "%{y:.3f} MW", yaxis="y"))
     if versions is not None and not versions.empty:
         groups = list(versions.groupby("version", sort=True))
         for i, (version, g) in enumerate(groups):
             vs = _starts(g)
             gray = int(200 - 120 * (i + 1) / len(groups))
-            x, y, cd = _step([axis_x(t, day) for t in vs], [axis_x(t + QH, day) for t in vs],
-                             _nums(g["power_kw"], 1 / 1000), [berlin_label(t) for t in vs])
+            vx, vxe, _ = _qh_x(vs, day)
+            ys = _nums(g["power_kw"], 1 / 1000)
             label = f"version {_utc(version).astimezone(BERLIN).strftime('%d.%m. %H:%M')}"
-            data.append({"type": "scatter", "mode": "lines", "name": label, "x": x, "y": y, "customdata": cd,
-                         "line": {"color": f"rgb({gray},{gray},{gray})", "width": 1, "shape": "hv"}, "yaxis": "y",
-                         "legendgroup": "versions", "opacity": 0.8,
-                         "hovertemplate": f"%{{customdata}}<br>{label}: %{{y:.3f}} MW<extra></extra>"})
+            grey = {"color": f"rgb({gray},{gray},{gray})", "width": 1}
+            data.append(_step_trace(label, vx, vxe, ys, [berlin_label(t) for t in vs], grey, "%{y:.3f} MW",
+                                    yaxis="y", legendgroup="versions", opacity=0.8))
     best = _nums(asset["best_kw"], 1 / 1000)
     if any(v is not None for v in best):
-        x, y, cd = _step(xs, xe, best, [f"{lab} · source {s}" for lab, s in zip(labels, src, strict=True)])
-        data.append({"type": "scatter", "mode": "lines", "name": "best-of-infeed", "x": x, "y": y,
-                     "customdata": cd, "line": {"color": COLORS["best"], "width": 3, "shape": "hv"}, "yaxis": "y",
-                     "hovertemplate": "%{customdata}<br>best-of-infeed: %{y:.3f} MW<extra></extra>"})
+        data.append(_step_trace("best-of-infeed", xs, xe, best,
+                                [f"{lab} · source {s}" for lab, s in zip(labels, src, strict=True)],
+                                {"color": COLORS["best"], "width": 3}, "%{y:.3f} MW", yaxis="y"))
     for col, name, marker in (("live_kw", "live (mean)", {"color": COLORS["live"], "size": 6}),
                               ("final_kw", "DSO final", {"color": COLORS["final"], "size": 8, "symbol": "diamond"})):
         ys = _nums(asset[col], 1 / 1000)

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,26 @@ _TS_DASHED = r"(\d{4}-\d{2}-\d{2}T\d{6}Z)"
 
 
 @dataclass(frozen=True, slots=True)
+class _Stamp:
+    """The time or date in a kind's file names: the pattern group that holds it and how it is read
+    (``ValueError`` if the text is no valid stamp: the file is then rejected as a whole)."""
+
+    group: int
+    what: str                   # "time" or "date": "bad <what> in file name: <text>"
+    read: Callable[[str], Any]  # epoch seconds of a time, a ``dt.date`` of a date
+
+
+def _time_at(group: int, fmt: str) -> _Stamp:
+    """A UTC time in the name, as epoch seconds (:func:`_name_time`)."""
+    return _Stamp(group, "time", lambda text: _name_time(text, fmt))
+
+
+def _date_at(group: int, fmt: str) -> _Stamp:
+    """A date in the name (:func:`_name_date`)."""
+    return _Stamp(group, "date", lambda text: _name_date(text, fmt))
+
+
+@dataclass(frozen=True, slots=True)
 class _Kind:
     name: str
     directory: str
@@ -118,36 +139,43 @@ class _Kind:
     topic: str
     expected: str  # the name pattern, for messages
     label: str     # for missing_sources: "no <label> files"
+    stamp: _Stamp | None = None  # the time or date in the name its parser reads, if any
 
 
 _KINDS: tuple[_Kind, ...] = (
     _Kind("technical_data", "vpp/technical_data", re.compile(rf"technical_data_{_TS_DASHED}\.json"),
-          topics.TECHNICAL_DATA, "technical_data_<YYYY-MM-DDTHHMMSSZ>.json", "technical data"),
+          topics.TECHNICAL_DATA, "technical_data_<YYYY-MM-DDTHHMMSSZ>.json", "technical data",
+          _time_at(1, "%Y-%m-%dT%H%M%SZ")),
     _Kind("forecast", "vpp/forecasts", re.compile(rf"forecast_(.+)_{_TS_DASHED}\.json"),
           topics.FORECASTS, "forecast_<ASSET_ID>_<YYYY-MM-DDTHHMMSSZ>.json", "forecast"),
     _Kind("live", "vpp/live_measured_infeed", re.compile(r"([^_]+)_(\d{8})\.json"),
           topics.LIVE_INFEED, "<SHORT>_<YYYYMMDD>.json", "live infeed"),
     _Kind("crm", "crm", re.compile(r"asset_contracts_(\d{8}_\d{6})\.csv"),
-          topics.CRM_CONTRACTS, "asset_contracts_<YYYYMMDD>_<HHMMSS>.csv", "CRM contract"),
+          topics.CRM_CONTRACTS, "asset_contracts_<YYYYMMDD>_<HHMMSS>.csv", "CRM contract",
+          _time_at(1, "%Y%m%d_%H%M%S")),
     _Kind("private_trades", "exchange", re.compile(r"(Private)_Trades-(\d{8})-(\d{8}T\d{9}Z)\.csv", re.I),
           topics.PRIVATE_TRADES, "Private_Trades-<YYYYMMDD>-<YYYYMMDDTHHMMSSmmmZ>.csv", "private trade"),
     _Kind("public_trades", "exchange", re.compile(r"(Public)_Trades-(\d{8})-(\d{8}T\d{9}Z)\.csv", re.I),
           topics.PUBLIC_TRADES, "Public_Trades-<YYYYMMDD>-<YYYYMMDDTHHMMSSmmmZ>.csv", "public trade"),
     _Kind("imbalance_estimate", "imbalance",
           re.compile(rf"imbalance_price_estimation_{_TS_DASHED}\.csv"), topics.IMBALANCE_PRICES,
-          "imbalance_price_estimation_<YYYY-MM-DDTHHMMSSZ>.csv", "imbalance estimate"),
+          "imbalance_price_estimation_<YYYY-MM-DDTHHMMSSZ>.csv", "imbalance estimate",
+          _time_at(1, "%Y-%m-%dT%H%M%SZ")),
     _Kind("imbalance_final", "imbalance", re.compile(r"imbalance_price_final_(\d{8}_\d{6})\.csv"),
           topics.IMBALANCE_PRICES, "imbalance_price_final_<YYYYMMDD>_<HHMMSS>.csv",
-          "imbalance final price"),
+          "imbalance final price", _time_at(1, "%Y%m%d_%H%M%S")),
     _Kind("final_production", "distribution_system_operator",
           re.compile(r"final_production_(.+)_(\d{8})\.csv"), topics.DSO_FINAL,
-          "final_production_<METERING_POINT>_<YYYYMMDD>.csv", "DSO final production"),
+          "final_production_<METERING_POINT>_<YYYYMMDD>.csv", "DSO final production",
+          _date_at(2, "%Y%m%d")),
     _Kind("redispatch_flag", "distribution_system_operator",
           re.compile(r"redispatch_flag_(.+)_(\d{8}_\d{4})\.csv"), topics.DSO_REDISPATCH,
-          "redispatch_flag_<METERING_POINT>_<YYYYMMDD>_<HHMM>.csv", "redispatch flag"),
+          "redispatch_flag_<METERING_POINT>_<YYYYMMDD>_<HHMM>.csv", "redispatch flag",
+          _time_at(2, "%Y%m%d_%H%M")),
     _Kind("redispatch_compensation", "distribution_system_operator",
           re.compile(r"redispatch_compensation_(\d{4}-\d{2}-\d{2})\.csv"), topics.DSO_COMPENSATION,
-          "redispatch_compensation_<YYYY-MM-DD>.csv", "redispatch compensation"),
+          "redispatch_compensation_<YYYY-MM-DD>.csv", "redispatch compensation",
+          _Stamp(1, "date", dt.date.fromisoformat)),
 )
 _KIND_BY_NAME = {k.name: k for k in _KINDS}
 _DIRECTORIES = {k.directory for k in _KINDS}
@@ -506,21 +534,6 @@ def _header_index(header: list[str], delimiter: str, required: Mapping[str, tupl
     return found, None
 
 
-def _start_csv(data: bytes, rel: str, topic: str, delimiter: str,
-               required: Mapping[str, tuple[str, ...]]
-               ) -> tuple[_CsvText, int, int, dict[str, int], Rejection | None]:
-    """Decode, find the header, map required columns: ``(text, header_line, n_cols, cols, rej)``."""
-    text = _CsvText(data)
-    h_index, header = text.header(delimiter)
-    if header is None:
-        reason = "no header row" if h_index >= len(text.lines) else "unreadable header row"
-        return text, h_index, 0, {}, _reject(topic, rel, 0, reason, text.head())
-    cols, problem = _header_index(header, delimiter, required)
-    if problem:
-        return text, h_index, 0, {}, _reject(topic, rel, 0, problem, text.head())
-    return text, h_index, len(header), cols, None
-
-
 def _fit(row: list[str], n: int) -> list[str] | None:
     """The row with exactly ``n`` fields (trailing empty extras dropped), else None."""
     if len(row) == n:
@@ -534,8 +547,128 @@ def _blank(row: list[str]) -> bool:
     return not any(f.strip() for f in row)
 
 
-def _unrecognised(path: Path, rel: str, topic: str, kind: _Kind) -> Parsed:
-    return [], [_reject(topic, rel, 0, f"unrecognised file name (expected {kind.expected})", _peek(path))]
+def _fitted_rows(text: _CsvText, rows: Iterable[tuple[int, int, list[str] | None, str]], ncols: int,
+                 topic: str, rel: str, rejections: list[Rejection]) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first_line, last_line, fields)`` of each row of ``rows`` (:meth:`_CsvText.rows`) with
+    ``ncols`` fields (:func:`_fit`); blank rows are skipped, a row the csv module refused or with
+    another number of fields becomes a Rejection."""
+    for first, last, row, err in rows:
+        if row is None:
+            rejections.append(_reject(topic, rel, first, err, text.raw(first, last)))
+            continue
+        if _blank(row):
+            continue
+        fitted = _fit(row, ncols)
+        if fitted is None:
+            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}",
+                                      text.raw(first, last)))
+            continue
+        yield first, last, fitted
+
+
+# ----------------------------------------------------------------------------------------------
+# what every parser starts with: the name, the stamp in it, the content, the header
+
+
+class _Stop(Exception):
+    """Ends a parser early: its file is rejected as a whole (line 0). Raised by the helpers below
+    and by the parsers themselves, turned into the parser's result by :func:`_parser`."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.reason)
+        self.rejection = rejection
+
+
+def _parser(parse: Callable[..., Parsed]) -> Callable[..., Parsed]:
+    """A file parser that may raise :class:`_Stop`: it then returns ``([], [rejection])`` (so no
+    exception leaves it for bad content)."""
+
+    @functools.wraps(parse)
+    def run(*args: Any, **kwargs: Any) -> Parsed:
+        try:
+            return parse(*args, **kwargs)
+        except _Stop as stop:
+            return [], [stop.rejection]
+
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    """A file that passed the checks every parser starts with (:func:`_open_file`)."""
+
+    kind: _Kind
+    rel: str               # path relative to the day directory: the rejections' source_file
+    match: re.Match[str]   # of the kind's name pattern
+    stamp: Any             # the time (epoch seconds) or date in the name; None if the kind has none
+    data: bytes            # the content, not blank
+
+    @property
+    def topic(self) -> str:
+        return self.kind.topic
+
+    def refuse(self, reason: str, raw: str) -> _Stop:
+        """The whole-file rejection for ``reason``, to raise."""
+        return _Stop(_reject(self.topic, self.rel, 0, reason, raw))
+
+    def read_csv(self, delimiter: str, required: Mapping[str, tuple[str, ...]]
+            ) -> tuple[_CsvText, int, int, dict[str, int]]:
+        """Decode, find the header, map the required columns (:func:`_header_index`):
+        ``(text, header_line, n_cols, cols)``. No header or a missing column refuses the file."""
+        text = _CsvText(self.data)
+        h_index, header = text.header(delimiter)
+        if header is None:
+            reason = "no header row" if h_index >= len(text.lines) else "unreadable header row"
+            raise self.refuse(reason, text.head())
+        cols, problem = _header_index(header, delimiter, required)
+        if problem:
+            raise self.refuse(problem, text.head())
+        return text, h_index, len(header), cols
+
+    def read_json(self) -> tuple[dict[str, Any], str]:
+        """The top-level JSON object and the file's first 200 characters (for whole-file
+        rejections); invalid JSON or another top level refuses the file."""
+        head = _file_head(self.data)
+        doc, problem = _load_json(self.data)
+        if problem:
+            raise self.refuse(problem, head)
+        if not isinstance(doc, dict):
+            raise self.refuse("top level is not a JSON object", head)
+        return doc, head
+
+
+def _open_file(path: Path, rel_name: str | None, *kinds: _Kind,
+               guess: Callable[[str], _Kind] | None = None) -> _File:
+    """The file as the first of ``kinds`` whose name pattern fits, read; else :class:`_Stop`.
+
+    Whole-file rejections, in this order: a name that fits none of ``kinds`` (for the topic and
+    the expected name of the kind ``guess`` picks by the lower-cased name, else of the first
+    kind), a bad time or date in the name (the kind's ``stamp``), a file that cannot be read or
+    is blank. ``rel_name`` (the path relative to the day directory) defaults to the file's name.
+    """
+    rel = rel_name or Path(path).name
+    name = Path(rel).name
+    for kind in kinds:
+        m = kind.pattern.fullmatch(name)
+        if m:
+            break
+    else:
+        like = guess(name.lower()) if guess else kinds[0]
+        raise _Stop(_reject(like.topic, rel, 0, f"unrecognised file name (expected {like.expected})",
+                            _peek(path)))
+    stamp = None
+    if kind.stamp is not None:
+        text = m[kind.stamp.group]
+        try:
+            stamp = kind.stamp.read(text)
+        except ValueError:
+            reason = f"bad {kind.stamp.what} in file name: {text}"
+            raise _Stop(_reject(kind.topic, rel, 0, reason, "")) from None
+    data, rej = _read(path, rel, kind.topic)
+    if rej:
+        raise _Stop(rej)
+    assert data is not None
+    return _File(kind, rel, m, stamp, data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -560,21 +693,6 @@ def _load_json(data: bytes) -> tuple[Any, str | None]:
         return None, f"invalid JSON: {where}"
     except (ValueError, RecursionError) as exc:
         return None, f"invalid JSON: {type(exc).__name__}"
-
-
-def _json_doc(path: Path, rel: str, topic: str) -> tuple[Any, str, Rejection | None]:
-    """The parsed top-level object, the file's first 200 characters, or the rejection."""
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return None, "", rej
-    assert data is not None
-    head = _file_head(data)
-    doc, problem = _load_json(data)
-    if problem:
-        return None, head, _reject(topic, rel, 0, problem, head)
-    if not isinstance(doc, dict):
-        return None, head, _reject(topic, rel, 0, "top level is not a JSON object", head)
-    return doc, head, None
 
 
 def _columns(doc: dict[str, Any]) -> tuple[dict[str, list[Any]], int, str | None]:
@@ -615,6 +733,7 @@ def _missing_columns(cols: Mapping[str, list[Any]], names: tuple[str, ...]) -> s
     return ("missing column " if len(missing) == 1 else "missing columns ") + ", ".join(missing)
 
 
+@_parser
 def parse_forecast_file(path: Path, rel_name: str | None = None,
                         known_assets: Collection[str] | None = None) -> Parsed:
     """One ``forecast`` event per (asset, version) of a forecast file.
@@ -624,21 +743,16 @@ def parse_forecast_file(path: Path, rel_name: str | None = None,
     repeats a start of its version is rejected (reason names the row index); the other rows go
     out. ``known_assets`` (None: accept all) rejects the whole file of an unknown asset.
     """
-    kind = _KIND_BY_NAME["forecast"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    m = kind.pattern.fullmatch(Path(rel).name)
-    if not m:
-        return _unrecognised(path, rel, topic, kind)
-    doc, head, rej = _json_doc(path, rel, topic)
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["forecast"])
+    rel, topic = f.rel, f.topic
+    doc, head = f.read_json()
     cols, n, problem = _columns(doc)
     problem = problem or _missing_columns(cols, ("start", "version", "power"))
     if problem:
-        return [], [_reject(topic, rel, 0, problem, head)]
-    asset = _key_asset(doc) or m[1]
+        raise f.refuse(problem, head)
+    asset = _key_asset(doc) or f.match[1]
     if known_assets is not None and asset not in known_assets:
-        return [], [_reject(topic, rel, 0, f"unknown asset {asset}", head)]
+        raise f.refuse(f"unknown asset {asset}", head)
     key = doc.get("key")
     type_id = key.get("type_id") if isinstance(key, dict) else None
     starts, versions, powers = cols["start"], cols["version"], cols["power"]
@@ -685,6 +799,7 @@ def parse_forecast_file(path: Path, rel_name: str | None = None,
     return records, rejections
 
 
+@_parser
 def parse_live_infeed_file(path: Path, rel_name: str | None = None,
                            known_assets: Collection[str] | None = None) -> Parsed:
     """One ``live_sample`` event per sample; negative values are real and kept.
@@ -692,22 +807,18 @@ def parse_live_infeed_file(path: Path, rel_name: str | None = None,
     The asset is ``key.asset_id`` or, in some files, ``key.entity_id``. A sample whose value is
     null/NaN/not a number, or whose timestamp is not one, is rejected; ``quality`` may be absent.
     """
-    kind = _KIND_BY_NAME["live"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    if not kind.pattern.fullmatch(Path(rel).name):
-        return _unrecognised(path, rel, topic, kind)
-    doc, head, rej = _json_doc(path, rel, topic)
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["live"])
+    rel, topic = f.rel, f.topic
+    doc, head = f.read_json()
     cols, n, problem = _columns(doc)
     problem = problem or _missing_columns(cols, ("timestamp", "value"))
     if problem:
-        return [], [_reject(topic, rel, 0, problem, head)]
+        raise f.refuse(problem, head)
     asset = _key_asset(doc)
     if asset is None:
-        return [], [_reject(topic, rel, 0, "no asset id in key (asset_id or entity_id)", head)]
+        raise f.refuse("no asset id in key (asset_id or entity_id)", head)
     if known_assets is not None and asset not in known_assets:
-        return [], [_reject(topic, rel, 0, f"unknown asset {asset}", head)]
+        raise f.refuse(f"unknown asset {asset}", head)
     stamps, values = cols["timestamp"], cols["value"]
     qualities = cols.get("quality")
     records, rejections = [], []
@@ -750,23 +861,15 @@ def _opt_text(value: Any) -> str | None:
     return None
 
 
+@_parser
 def parse_technical_data_file(path: Path, rel_name: str | None = None) -> Parsed:
     """One ``technical_data`` event per asset, at the time in the file name."""
-    kind = _KIND_BY_NAME["technical_data"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    m = kind.pattern.fullmatch(Path(rel).name)
-    if not m:
-        return _unrecognised(path, rel, topic, kind)
-    try:
-        t = _name_time(m[1], "%Y-%m-%dT%H%M%SZ")
-    except ValueError:
-        return [], [_reject(topic, rel, 0, f"bad time in file name: {m[1]}", "")]
-    doc, head, rej = _json_doc(path, rel, topic)
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["technical_data"])
+    rel, topic, t = f.rel, f.topic, f.stamp
+    doc, head = f.read_json()
     assets = doc.get("assets")
     if not isinstance(assets, list):
-        return [], [_reject(topic, rel, 0, "missing or bad assets list", head)]
+        raise f.refuse("missing or bad assets list", head)
     t_iso = iso_precise(t)
     records, rejections = [], []
     for i, a in enumerate(assets):
@@ -807,6 +910,7 @@ def _date(text: str) -> dt.date:
     return dt.date.fromisoformat(text.strip())
 
 
+@_parser
 def parse_contract_file(path: Path, rel_name: str | None = None) -> Parsed:
     """One ``contract`` event per CRM row; inconsistent contracts are kept with ``errors``.
 
@@ -816,35 +920,12 @@ def parse_contract_file(path: Path, rel_name: str | None = None) -> Parsed:
     capacity``), a bad number or date, ``contract_end before contract_begin``. Only a row with the
     wrong number of fields, or without contract_id/asset_id (it could not be keyed), is rejected.
     """
-    kind = _KIND_BY_NAME["crm"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    m = kind.pattern.fullmatch(Path(rel).name)
-    if not m:
-        return _unrecognised(path, rel, topic, kind)
-    try:
-        t = _name_time(m[1], "%Y%m%d_%H%M%S")
-    except ValueError:
-        return [], [_reject(topic, rel, 0, f"bad time in file name: {m[1]}", "")]
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return [], [rej]
-    assert data is not None
-    text, h, ncols, cols, rej = _start_csv(data, rel, topic, ",", {c: (c,) for c in _CRM_COLUMNS})
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["crm"])
+    rel, topic, t = f.rel, f.topic, f.stamp
+    text, h, ncols, cols = f.read_csv(",", {c: (c,) for c in _CRM_COLUMNS})
     t_iso = iso(int(t)) if t == int(t) else iso_precise(t)
     records, rejections = [], []
-    for first, last, row, err in text.rows(",", h + 1):
-        if row is None:
-            rejections.append(_reject(topic, rel, first, err, text.raw(first, last)))
-            continue
-        if _blank(row):
-            continue
-        fitted = _fit(row, ncols)
-        if fitted is None:
-            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}",
-                                      text.raw(first, last)))
-            continue
+    for first, last, fitted in _fitted_rows(text, text.rows(",", h + 1), ncols, topic, rel, rejections):
         v = {c: fitted[i].strip() for c, i in cols.items()}
         if not v["contract_id"] or not v["asset_id"]:
             missing = "contract_id" if not v["contract_id"] else "asset_id"
@@ -936,8 +1017,10 @@ def contract_assets(contract_records: list[Record]) -> list[str]:
 _TRADE_COLUMNS = {"trade_id": ("TradeId",), "delivery_start": ("DeliveryStart",),
                   "delivery_end": ("DeliveryEnd",), "execution_time": ("ExecutionTime",),
                   "price": ("Price",), "volume": ("Volume",)}
+_PRIVATE_TRADES, _PUBLIC_TRADES = _KIND_BY_NAME["private_trades"], _KIND_BY_NAME["public_trades"]
 
 
+@_parser
 def parse_trade_file(path: Path, rel_name: str | None = None) -> Parsed:
     """One ``trade`` event per row of a private or public trades file (book from the file name).
 
@@ -945,29 +1028,13 @@ def parse_trade_file(path: Path, rel_name: str | None = None) -> Parsed:
     any offset become UTC; Price may be negative; Volume is MW and must be positive. Duplicate
     trade ids are *not* removed here (``parse_day`` does it across the files of a book).
     """
-    rel = rel_name or Path(path).name
-    name = Path(rel).name
-    kind = None
-    for k in (_KIND_BY_NAME["private_trades"], _KIND_BY_NAME["public_trades"]):
-        if k.pattern.fullmatch(name):
-            kind = k
-    if kind is None:
-        topic = topics.PRIVATE_TRADES if "priv" in name.lower() else topics.PUBLIC_TRADES
-        return _unrecognised(path, rel, topic, _KIND_BY_NAME[
-            "private_trades" if topic == topics.PRIVATE_TRADES else "public_trades"])
-    topic = kind.topic
-    private = kind.name == "private_trades"
+    f = _open_file(path, rel_name, _PRIVATE_TRADES, _PUBLIC_TRADES,
+                   guess=lambda low: _PRIVATE_TRADES if "priv" in low else _PUBLIC_TRADES)
+    rel, topic = f.rel, f.topic
+    private = f.kind is _PRIVATE_TRADES
     book = "private" if private else "public"
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return [], [rej]
-    assert data is not None
-    required = dict(_TRADE_COLUMNS)
-    if private:
-        required["side"] = ("Side",)
-    text, h, ncols, cols, rej = _start_csv(data, rel, topic, ";", required)
-    if rej:
-        return [], [rej]
+    required = {**_TRADE_COLUMNS, "side": ("Side",)} if private else _TRADE_COLUMNS
+    text, h, ncols, cols = f.read_csv(";", required)
     # optional: Currency (must be EUR when present)
     currency_i = next((i for i, c in enumerate(next(csv.reader([text.lines[h]], delimiter=";")))
                        if _norm(c) == "currency"), None)
@@ -1134,8 +1201,10 @@ _IMBALANCE_BASE = {"datum": ("Datum",), "zeitzone": ("Zeitzone",), "von": ("von"
 _IMBALANCE_ESTIMATE = {**_IMBALANCE_BASE, "estimate": ("AEP-Schätzer", "AEP-Schatzer", "AEP Schätzer")}
 _IMBALANCE_FINAL = {**_IMBALANCE_BASE, "unterdeckt": ("reBAP unterdeckt",),
                     "ueberdeckt": ("reBAP ueberdeckt", "reBAP überdeckt", "reBAP uberdeckt")}
+_ESTIMATES, _FINALS = _KIND_BY_NAME["imbalance_estimate"], _KIND_BY_NAME["imbalance_final"]
 
 
+@_parser
 def parse_imbalance_file(path: Path, rel_name: str | None = None) -> Parsed:
     """One ``imbalance_price`` event per row of an estimate or final file (kind from the name).
 
@@ -1146,28 +1215,11 @@ def parse_imbalance_file(path: Path, rel_name: str | None = None) -> Parsed:
     (:func:`parse_decimal_comma`). A row without the price(s) is no event; a bad number is
     rejected. ``published_at`` = ``event_time`` = the time in the file name.
     """
-    rel = rel_name or Path(path).name
-    name = Path(rel).name
-    est, fin = _KIND_BY_NAME["imbalance_estimate"], _KIND_BY_NAME["imbalance_final"]
-    topic = topics.IMBALANCE_PRICES
-    if (m := est.pattern.fullmatch(name)):
-        kind, fmt = "estimate", "%Y-%m-%dT%H%M%SZ"
-    elif (m := fin.pattern.fullmatch(name)):
-        kind, fmt = "final", "%Y%m%d_%H%M%S"
-    else:
-        return [], _unrecognised(path, rel, topic, fin if "final" in name.lower() else est)[1]
-    try:
-        t = _name_time(m[1], fmt)
-    except ValueError:
-        return [], [_reject(topic, rel, 0, f"bad time in file name: {m[1]}", "")]
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return [], [rej]
-    assert data is not None
-    required = _IMBALANCE_ESTIMATE if kind == "estimate" else _IMBALANCE_FINAL
-    text, h, ncols, cols, rej = _start_csv(data, rel, topic, ";", required)
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _ESTIMATES, _FINALS,
+                   guess=lambda low: _FINALS if "final" in low else _ESTIMATES)
+    rel, topic, t = f.rel, f.topic, f.stamp
+    kind = "estimate" if f.kind is _ESTIMATES else "final"
+    text, h, ncols, cols = f.read_csv(";", _IMBALANCE_ESTIMATE if kind == "estimate" else _IMBALANCE_FINAL)
     header = next(csv.reader([text.lines[h]], delimiter=";"))
     labels = {ours: header[i].strip() for ours, i in cols.items()}
     i_status = next((i for i, c in enumerate(header) if _norm(c) == "status"), None)
@@ -1185,17 +1237,7 @@ def parse_imbalance_file(path: Path, rel_name: str | None = None) -> Parsed:
     cells = [r[i] for _, _, r, _ in rows if r is not None for i in price_cols if i < len(r)]
     comma_file = True if any("," in c for c in cells) else None
 
-    for first, last, row, err in rows:
-        if row is None:
-            bad(first, last, err)
-            continue
-        if _blank(row):
-            continue
-        fitted = _fit(row, ncols)
-        if fitted is None:
-            bad(first, last, f"expected {ncols} fields, found {len(row)}")
-            continue
-        row = fitted
+    for first, last, row in _fitted_rows(text, rows, ncols, topic, rel, rejections):
         datum = row[cols["datum"]].strip()
         day = dates.get(datum)
         if day is None:
@@ -1282,6 +1324,7 @@ def _next_day_midnight(day: dt.date) -> float:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=UTC).timestamp()
 
 
+@_parser
 def parse_final_production_file(path: Path, rel_name: str | None = None,
                                 metering_points: Mapping[str, str] | None = None) -> Parsed:
     """One ``final_production`` event per QH row of a DSO final production file.
@@ -1291,46 +1334,22 @@ def parse_final_production_file(path: Path, rel_name: str | None = None,
     Available (event_time = published_at) at 00:00 UTC of the day after the file-name date, or at
     the end of the latest row's QH if that is later.
     """
-    kind = _KIND_BY_NAME["final_production"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    m = kind.pattern.fullmatch(Path(rel).name)
-    if not m:
-        return _unrecognised(path, rel, topic, kind)
-    try:
-        file_day = _name_date(m[2], "%Y%m%d")
-    except ValueError:
-        return [], [_reject(topic, rel, 0, f"bad date in file name: {m[2]}", "")]
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return [], [rej]
-    assert data is not None
-    text, h, ncols, cols, rej = _start_csv(
-        data, rel, topic, ",", {"delivery_start": ("delivery_start__utc_", "delivery_start")})
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["final_production"])
+    rel, topic, file_day = f.rel, f.topic, f.stamp
+    text, h, ncols, cols = f.read_csv(",", {"delivery_start": ("delivery_start__utc_", "delivery_start")})
     header = next(csv.reader([text.lines[h]], delimiter=","))
     value_i = next((i for i, c in enumerate(header) if _norm(c).endswith("__kw_")), None)
     if value_i is None:
-        return [], [_reject(topic, rel, 0, "missing column <METERING_POINT>__kw_", text.head())]
+        raise f.refuse("missing column <METERING_POINT>__kw_", text.head())
     mp = header[value_i].strip().strip('"')[:-5]
     asset = _mp_lookup(metering_points, mp)
     if asset is None:
-        return [], [_reject(topic, rel, 0, f"unknown metering point {mp}", text.head())]
+        raise f.refuse(f"unknown metering point {mp}", text.head())
     i_ds = cols["delivery_start"]
     rows: list[tuple[int, float, float]] = []
     rejections: list[Rejection] = []
     latest_end = -math.inf
-    for first, last, row, err in text.rows(",", h + 1):
-        if row is None:
-            rejections.append(_reject(topic, rel, first, err, text.raw(first, last)))
-            continue
-        if _blank(row):
-            continue
-        fitted = _fit(row, ncols)
-        if fitted is None:
-            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}",
-                                      text.raw(first, last)))
-            continue
+    for first, last, fitted in _fitted_rows(text, text.rows(",", h + 1), ncols, topic, rel, rejections):
         try:
             start = _utc_time(fitted[i_ds])
         except ValueError:
@@ -1368,17 +1387,8 @@ def _range_rows(text: Any, h: int, ncols: int, cols: dict[str, int], topic: str,
                 rejections: list, range_label: str):
     """The data rows of a comma-separated DSO file with a delivery range: yields (line, raw,
     fields, start, end) of each well-formed row; every other row becomes a Rejection."""
-    for first, last, row, err in text.rows(",", h + 1):
-        if row is None:
-            rejections.append(_reject(topic, rel, first, err, text.raw(first, last)))
-            continue
-        if _blank(row):
-            continue
+    for first, last, fitted in _fitted_rows(text, text.rows(",", h + 1), ncols, topic, rel, rejections):
         raw = text.raw(first, last)
-        fitted = _fit(row, ncols)
-        if fitted is None:
-            rejections.append(_reject(topic, rel, first, f"expected {ncols} fields, found {len(row)}", raw))
-            continue
         try:
             start = _utc_time(fitted[cols["delivery_start"]])
             end = _utc_time(fitted[cols["delivery_end"]])
@@ -1392,6 +1402,7 @@ def _range_rows(text: Any, h: int, ncols: int, cols: dict[str, int], topic: str,
         yield first, raw, fitted, start, end
 
 
+@_parser
 def parse_redispatch_flag_file(path: Path, rel_name: str | None = None,
                                metering_points: Mapping[str, str] | None = None) -> Parsed:
     """One ``redispatch_flag`` event per row, at the file-name time ``<YYYYMMDD>_<HHMM>`` UTC.
@@ -1399,29 +1410,14 @@ def parse_redispatch_flag_file(path: Path, rel_name: str | None = None,
     The metering point comes from the file name and maps to the asset through the CRM; an
     unknown one rejects the whole file. ``is_redispatched`` is ``1``/``0`` (``true``/``false``).
     """
-    kind = _KIND_BY_NAME["redispatch_flag"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    m = kind.pattern.fullmatch(Path(rel).name)
-    if not m:
-        return _unrecognised(path, rel, topic, kind)
-    try:
-        t = _name_time(m[2], "%Y%m%d_%H%M")
-    except ValueError:
-        return [], [_reject(topic, rel, 0, f"bad time in file name: {m[2]}", "")]
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return [], [rej]
-    assert data is not None
-    mp = m[1]
-    text, h, ncols, cols, rej = _start_csv(
-        data, rel, topic, ",", {"delivery_start": ("delivery_start", "delivery_start__utc_"),
-                                "delivery_end": ("delivery_end", "delivery_end__utc_"),
-                                "is_redispatched": ("is_redispatched",)})
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["redispatch_flag"])
+    rel, topic, t, mp = f.rel, f.topic, f.stamp, f.match[1]
+    text, h, ncols, cols = f.read_csv(",", {"delivery_start": ("delivery_start", "delivery_start__utc_"),
+                                            "delivery_end": ("delivery_end", "delivery_end__utc_"),
+                                            "is_redispatched": ("is_redispatched",)})
     asset = _mp_lookup(metering_points, mp)
     if asset is None:
-        return [], [_reject(topic, rel, 0, f"unknown metering point {mp}", text.head())]
+        raise f.refuse(f"unknown metering point {mp}", text.head())
     t_iso = iso(int(t))
     records: list[Record] = []
     rejections: list[Rejection] = []
@@ -1440,31 +1436,18 @@ def parse_redispatch_flag_file(path: Path, rel_name: str | None = None,
     return records, rejections
 
 
+@_parser
 def parse_redispatch_compensation_file(path: Path, rel_name: str | None = None) -> Parsed:
     """One ``redispatch_compensation`` event per row (key delivery_start); an empty price is none.
 
     Available at 00:00 UTC of the day after the file-name date, or at the latest row's delivery
     end if that is later (as the final production).
     """
-    kind = _KIND_BY_NAME["redispatch_compensation"]
-    rel, topic = rel_name or Path(path).name, kind.topic
-    m = kind.pattern.fullmatch(Path(rel).name)
-    if not m:
-        return _unrecognised(path, rel, topic, kind)
-    try:
-        file_day = dt.date.fromisoformat(m[1])
-    except ValueError:
-        return [], [_reject(topic, rel, 0, f"bad date in file name: {m[1]}", "")]
-    data, rej = _read(path, rel, topic)
-    if rej:
-        return [], [rej]
-    assert data is not None
-    text, h, ncols, cols, rej = _start_csv(
-        data, rel, topic, ",", {"delivery_start": ("delivery_start__utc_", "delivery_start"),
-                                "delivery_end": ("delivery_end__utc_", "delivery_end"),
-                                "price": ("price__euro_per_mwh_", "price_eur_mwh", "price")})
-    if rej:
-        return [], [rej]
+    f = _open_file(path, rel_name, _KIND_BY_NAME["redispatch_compensation"])
+    rel, topic, file_day = f.rel, f.topic, f.stamp
+    text, h, ncols, cols = f.read_csv(",", {"delivery_start": ("delivery_start__utc_", "delivery_start"),
+                                            "delivery_end": ("delivery_end__utc_", "delivery_end"),
+                                            "price": ("price__euro_per_mwh_", "price_eur_mwh", "price")})
     rows: list[tuple[int, float, float, float]] = []
     rejections: list[Rejection] = []
     latest_end = -math.inf

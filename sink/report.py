@@ -623,6 +623,34 @@ def _title(text: str) -> str:
     return f'<text x="8" y="16" font-size="13" font-weight="600">{html.escape(text)}</text>'
 
 
+def _plot_area(width: int, height: int) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` of a chart's plot: room for the title, the axis labels and,
+    below, the category labels or the legend."""
+    return 70, width - 10, 40, height - 50
+
+
+def _svg_open(title: str, width: int, height: int) -> str:
+    """The opening ``<svg>`` element of a chart, with its title."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+            f'aria-label="{html.escape(title)}" font-family="system-ui, sans-serif">' + _title(title))
+
+
+def _zero_line(y, left: float, right: float) -> str:
+    return f'<line x1="{left}" x2="{right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/>'
+
+
+def _legend(series: list[tuple[str, list[float | None], str]], left: float, height: int,
+            swatch: int, text_dy: int) -> list[str]:
+    """One entry per series along the bottom: a swatch ``swatch`` px high in its colour, the name
+    with its baseline ``text_dy`` px above the bottom edge."""
+    out, lx = [], left
+    for name, _, color in series:
+        out.append(f'<rect x="{lx}" y="{height - 16}" width="10" height="{swatch}" fill="{color}"/>'
+                   f'<text x="{lx + 14}" y="{height - text_dy}" font-size="11">{html.escape(name)}</text>')
+        lx += 14 + 7 * len(name) + 20
+    return out
+
+
 def _wrap(label: str, width: int = 14) -> list[str]:
     """A label in lines of at most ``width`` characters (words kept whole)."""
     lines: list[str] = []
@@ -637,7 +665,7 @@ def _wrap(label: str, width: int = 14) -> list[str]:
 def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int = 330) -> str:
     """A waterfall chart of ``report[...]['waterfall']``: green up, red down, blue totals."""
     e = html.escape
-    left, right, top, bottom = 70, width - 10, 40, height - 50
+    left, right, top, bottom = _plot_area(width, height)
     running, bars = 0.0, []
     for s in steps:
         if s["kind"] == "absolute":
@@ -654,9 +682,7 @@ def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int =
     pad = 0.05 * (hi - lo or 1)
     y = _scale(lo - pad, hi + pad, top, bottom)
     slot = (right - left) / max(1, len(bars))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">', _title(title),
-           _axis(y, _nice_ticks(lo - pad, hi + pad), left, right, "EUR")]
+    out = [_svg_open(title, width, height), _axis(y, _nice_ticks(lo - pad, hi + pad), left, right, "EUR")]
     for i, (s, y0, y1) in enumerate(bars):
         x = left + i * slot + slot * 0.15
         w = slot * 0.7
@@ -669,7 +695,7 @@ def svg_waterfall(steps: list[dict], title: str, width: int = 760, height: int =
         lines = "".join(f'<tspan x="{x + w / 2:.1f}" dy="{0 if k == 0 else 11}">{e(t)}</tspan>'
                         for k, t in enumerate(_wrap(s["label"])))
         out.append(f'<text x="{x + w / 2:.1f}" y="{bottom + 13}" text-anchor="middle" font-size="10">{lines}</text>')
-    out.append(f'<line x1="{left}" x2="{right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/></svg>')
+    out += [_zero_line(y, left, right), "</svg>"]
     return "".join(out)
 
 
@@ -677,14 +703,13 @@ def svg_bars(categories: list[str], series: list[tuple[str, list[float | None], 
              width: int = 760, height: int = 260) -> str:
     """Grouped vertical bars: one group per category, one bar per series (name, values, colour)."""
     e = html.escape
-    left, right, top, bottom = 70, width - 10, 40, height - 50
+    left, right, top, bottom = _plot_area(width, height)
     vals = [v for _, vs, _ in series for v in vs if v is not None]
     lo, hi = min(0.0, *vals) if vals else 0.0, max(0.0, *vals) if vals else 1.0
     y = _scale(lo, hi * 1.08 if hi > 0 else hi, top, bottom)
     slot = (right - left) / max(1, len(categories))
     bw = slot * 0.8 / max(1, len(series))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">', _title(title),
+    out = [_svg_open(title, width, height),
            _axis(y, _nice_ticks(lo, hi * 1.08 if hi > 0 else hi), left, right, unit)]
     for i, cat in enumerate(categories):
         for j, (name, vs, color) in enumerate(series):
@@ -697,12 +722,8 @@ def svg_bars(categories: list[str], series: list[tuple[str, list[float | None], 
                        f'<title>{e(cat)} {e(name)}: {e(_fmt(v))} {e(unit)}</title></rect>')
         out.append(f'<text x="{left + (i + 0.5) * slot:.1f}" y="{bottom + 14}" text-anchor="middle" '
                    f'font-size="10">{e(cat)}</text>')
-    lx = left
-    for name, _, color in series:
-        out.append(f'<rect x="{lx}" y="{height - 16}" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{lx + 14}" y="{height - 7}" font-size="11">{e(name)}</text>')
-        lx += 14 + 7 * len(name) + 20
-    out.append(f'<line x1="{left}" x2="{right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/></svg>')
+    out += _legend(series, left, height, swatch=10, text_dy=7)
+    out += [_zero_line(y, left, right), "</svg>"]
     return "".join(out)
 
 
@@ -710,15 +731,13 @@ def svg_lines(labels: list[str], series: list[tuple[str, list[float | None], str
               width: int = 760, height: int = 240) -> str:
     """Lines over the QHs (labels: Berlin HH:MM), gaps where a value is missing."""
     e = html.escape
-    left, right, top, bottom = 70, width - 10, 40, height - 50
+    left, right, top, bottom = _plot_area(width, height)
     vals = [v for _, vs, _ in series for v in vs if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     y = _scale(lo, hi, top, bottom)
     n = max(1, len(labels) - 1)
     x = lambda i: left + i / n * (right - left)  # noqa: E731
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{e(title)}" font-family="system-ui, sans-serif">', _title(title),
-           _axis(y, _nice_ticks(lo, hi), left, right, unit)]
+    out = [_svg_open(title, width, height), _axis(y, _nice_ticks(lo, hi), left, right, unit)]
     step = max(1, len(labels) // 8)
     for i in range(0, len(labels), step):
         out.append(f'<text x="{x(i):.1f}" y="{bottom + 14}" text-anchor="middle" font-size="10">{e(labels[i])}</text>')
@@ -732,11 +751,7 @@ def svg_lines(labels: list[str], series: list[tuple[str, list[float | None], str
             pen = True
         out.append(f'<path d="{" ".join(path)}" fill="none" stroke="{color}" stroke-width="1.6">'
                    f'<title>{e(name)}</title></path>')
-    lx = left
-    for name, _, color in series:
-        out.append(f'<rect x="{lx}" y="{height - 16}" width="10" height="3" fill="{color}"/>'
-                   f'<text x="{lx + 14}" y="{height - 11}" font-size="11">{e(name)}</text>')
-        lx += 14 + 7 * len(name) + 20
+    out += _legend(series, left, height, swatch=3, text_dy=11)
     out.append("</svg>")
     return "".join(out)
 
