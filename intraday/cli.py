@@ -329,7 +329,8 @@ def cmd_sink(args, settings: Settings) -> int:
     migrate(settings.database_url)
     import os
 
-    run_sink(settings.kafka_bootstrap, settings.database_url, embedded=os.environ.get("INTRADAY_EMBEDDED") == "1")
+    run_sink(settings.kafka_bootstrap, settings.database_url, embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
+             fetch_wait_ms=settings.fetch_wait_ms)
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@
 | INTRADAY_ALERT_OPEN_POSITION_MIN | 30 | alert when a position is not flat this many minutes before gate closure |
 | INTRADAY_ALERT_STALE_FEED_MIN | 15 | alert when a live feed has been silent this long (event time) |
 | INTRADAY_STATE_RETENTION_DAYS | 4 | processors forget QHs this many days of event time behind the replay clock |
+| INTRADAY_FETCH_WAIT_MS | 50 | embedded broker: longest a worker's or the sink's fetch waits (Tansu always waits it out) |
 | INTRADAY_DASHBOARD_PORT | 8050 | dashboard port (127.0.0.1) |
 | INTRADAY_AUTH | on | `off` disables the dashboard login (accepted on loopback only) |
 | INTRADAY_USERS_FILE | STATE_DIR/users.json | dashboard users (hashed passwords) |
@@ -52,6 +53,7 @@ class Settings:
     alert_open_position_min: float = 30.0
     alert_stale_feed_min: float = 15.0
     state_retention_days: float = 4.0
+    fetch_wait_ms: int = 50
     dashboard_port: int = 8050
     auth: bool = True
     users_file: Path | None = None
@@ -86,6 +88,7 @@ class Settings:
             alert_open_position_min=_num(env, "INTRADAY_ALERT_OPEN_POSITION_MIN", 30.0),
             alert_stale_feed_min=_num(env, "INTRADAY_ALERT_STALE_FEED_MIN", 15.0),
             state_retention_days=_num(env, "INTRADAY_STATE_RETENTION_DAYS", 4.0),
+            fetch_wait_ms=int(_num(env, "INTRADAY_FETCH_WAIT_MS", 50, int)),
             dashboard_port=int(_num(env, "INTRADAY_DASHBOARD_PORT", 8050, int)),
             auth=auth_raw in ("on", "1", "true"),
             users_file=Path(users) if users else state_dir / "users.json",

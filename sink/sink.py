@@ -221,7 +221,7 @@ class Sink:
     """The consume-upsert-commit loop. ``stop()`` (or SIGTERM) ends it after the current batch."""
 
     def __init__(self, bootstrap: str, database_url: str, *, group: str = SINK_GROUP, batch_max: int = 20000,
-                 poll_timeout_s: float = 0.2, embedded: bool = True,
+                 poll_timeout_s: float = 0.2, embedded: bool = True, fetch_wait_ms: int = 50,
                  on_batch: Callable[[int, int], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.database_url = database_url
@@ -229,6 +229,7 @@ class Sink:
         self.batch_max = batch_max
         self.poll_timeout_s = poll_timeout_s
         self.embedded = embedded
+        self.fetch_wait_ms = fetch_wait_ms
         self.on_batch = on_batch
         self._stop = threading.Event()
         self.rows_written = 0
@@ -241,7 +242,7 @@ class Sink:
         conf = client_conf(self.bootstrap, **{"group.id": self.group, "enable.auto.commit": False,
                                               "auto.offset.reset": "earliest", "enable.partition.eof": False})
         if self.embedded:
-            conf.update({"fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+            conf.update({"fetch.wait.max.ms": self.fetch_wait_ms, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
         c = Consumer(conf)
         c.subscribe(SINK_TOPICS)
         return c
@@ -338,8 +339,8 @@ class Sink:
                 conn_ref[0] = self._connect()
 
 
-def run_sink(bootstrap: str, database_url: str, embedded: bool) -> None:
-    sink = Sink(bootstrap, database_url, embedded=embedded)
+def run_sink(bootstrap: str, database_url: str, embedded: bool, fetch_wait_ms: int = 50) -> None:
+    sink = Sink(bootstrap, database_url, embedded=embedded, fetch_wait_ms=fetch_wait_ms)
     signal.signal(signal.SIGTERM, sink.stop)
     signal.signal(signal.SIGINT, sink.stop)
     sink.run()

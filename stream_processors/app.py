@@ -22,8 +22,10 @@ offset it has absorbed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -103,6 +105,7 @@ class Emitter:
         self.app = app
         self.partitions = partitions
         self._topics: dict[str, Any] = {}
+        self._pending: list[Any] = []
 
     def topic(self, name: str):
         t = self._topics.get(name)
@@ -113,14 +116,37 @@ class Emitter:
     def send(self, name: str, key: str, value: dict[str, Any], partition: int | None = None) -> None:
         if partition is None:
             partition = 0 if name in topics.SINGLE_PARTITION else topics.partition_for(key, self.partitions)
-        self.topic(name).send_soon(key=key.encode(), value=orjson.dumps(value), partition=partition)
+        self._pending.append(
+            self.topic(name).send_soon(key=key.encode(), value=orjson.dumps(value), partition=partition))
+
+    async def delivered(self, timeout: float = 2.0) -> None:
+        """Wait (up to ``timeout`` s) until the broker has every result sent so far.
+
+        Agents call this before they write the batch's state to the changelogs: a changelog
+        record that outlives its result (a crash between the two) would make the replayed batch
+        look like "no change" after recovery, and the result would never be sent. In this order
+        a crash loses at most changelog records, and the replayed batch sends its results again.
+        The wait is bounded: during a rebalance Faust waits for the agents to finish their
+        batch while the results may not be sent, and an unbounded wait here deadlocked it.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        t0 = time.monotonic()
+        _done, left = await asyncio.wait(pending, timeout=timeout)
+        waited = time.monotonic() - t0
+        if left:
+            log.warning("%d of %d results not confirmed by the broker within %.1fs (a rebalance?); "
+                        "writing the state anyway", len(left), len(pending), timeout)
+        elif waited > 0.5:
+            log.warning("waited %.1fs for the broker to take %d results", waited, len(pending))
 
     def dead_letter(self, source_topic: str, message: Any, reason: str) -> None:
         raw = message.value if isinstance(message.value, bytes) else b""
         record = events.dlq_record(f"{message.topic}[{message.partition}]@{message.offset}",
                                    message.offset, reason, raw.decode("utf-8", "replace"), source_topic)
-        self.topic(topics.dlq(source_topic)).send_soon(
-            key=source_topic.encode(), value=orjson.dumps(record), partition=0)
+        self._pending.append(self.topic(topics.dlq(source_topic)).send_soon(
+            key=source_topic.encode(), value=orjson.dumps(record), partition=0))
         log.warning("poison record on %s[%s]@%s: %s", message.topic, message.partition,
                     message.offset, reason)
 
@@ -176,11 +202,11 @@ def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str]):
 
 def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str = "intraday-processors",
                web_port: int = 6066, alert_config: AlertConfig | None = None,
-               retention_days: float = 4.0) -> faust.App:
+               retention_days: float = 4.0, fetch_wait_ms: int = 50) -> faust.App:
     """Build the Faust app and register its tables and agents. Nothing connects until it runs."""
     conf: dict[str, Any] = {}
     if embedded:
-        _patch_for_tansu(10)
+        _patch_for_tansu(fetch_wait_ms)
         conf.update(broker_session_timeout=6, broker_heartbeat_interval=1, broker_rebalance_timeout=6,
                     broker_request_timeout=30)
     app = faust.App(
@@ -256,7 +282,6 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                             feeds.mark(e["asset_id"])
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
-            feeds.flush()
             by_qh: dict[int, list] = defaultdict(list)
             for key in changed:
                 asset_id, qh_text = key.rsplit("|", 1)
@@ -264,14 +289,16 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 state = dict(obs.values.get(key) or asset_obs.data.get(key) or {})
                 state.update(forecasts.state(asset_id, qh_s))
                 by_qh[qh_s].append(rules.asset_snapshot(asset_id, qh_s, state))
-            versions.flush()
-            obs.flush()
             src_ms = batch_source_ms(evs)
             for qh_s, snaps in by_qh.items():
                 emitter.send(topics.ASSET_QH, iso(qh_s), {
                     "schema_version": 1, "type": "asset_qh", "qh": qh_s,
                     "known_at": max(changed[s["asset_id"] + "|" + str(qh_s)] for s in snaps),
                     "src_ms": src_ms, "assets": snaps})
+            await emitter.delivered()  # results before state: see Emitter.delivered
+            feeds.flush()
+            versions.flush()
+            obs.flush()
 
     # ------------------------------------------------------------------ trading (by delivery hour)
     trade_types = frozenset({"trade", "trade_slice", "clock"})
@@ -298,19 +325,19 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                     _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known)
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
-            changed = list(cache.dirty)
-            if evs:
-                last = evs[-1].message
-                seen_index.flush(f"{last.topic}:{last.partition}:{last.offset}")
-            cache.flush()
             src_ms = batch_source_ms(evs)
-            for key in changed:
+            for key in cache.dirty:
                 book, qh_text = key.split("|")
                 qh_s = int(qh_text)
                 snap = rules.trading_snapshot(book, qh_s, cache.values[key])
                 snap["known_at"] = known.get(key)
                 snap["src_ms"] = src_ms
                 emitter.send(topics.TRADING_QH, iso(qh_s), {"schema_version": 1, "type": "trading_qh", **snap})
+            await emitter.delivered()  # results before state: see Emitter.delivered
+            if evs:
+                last = evs[-1].message
+                seen_index.flush(f"{last.topic}:{last.partition}:{last.offset}")
+            cache.flush()
 
     # ------------------------------------------------------------------ portfolio membership
     @app.agent(raw_topic(topics.CRM_CONTRACTS), name="portfolio")
@@ -326,13 +353,14 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                     members.sort()
                     cache.mark("files")
             newest = _newest_members(files)
-            cache.flush()
             if newest != before and newest is not None:
                 file_time, members = newest
                 for p in range(partitions):  # broadcast: every QH partition needs the membership
                     emitter.send(topics.PORTFOLIO, "portfolio", {
                         "schema_version": 1, "type": "portfolio", "file_time": file_time,
                         "members": members}, partition=p)
+            await emitter.delivered()  # results before state: see Emitter.delivered
+            cache.flush()
 
     # ------------------------------------------------------------------ replay clock broadcast
     @app.agent(raw_topic(topics.CLOCK), name="clock")
@@ -394,6 +422,8 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                 m = cache.get(f"members|{p}", p, dict).get("members")
                 members = set(m) if m is not None else None
                 port = rules.portfolio_row(qh_s, state, members)
+                # every asset's row, also the unchanged ones: a row lost in a crash is then sent
+                # again with the QH's next change
                 rows = [rules.asset_imbalance(aid, qh_s, a, state) for aid, a in state.get("a", {}).items()
                         if a[4]]
                 known_at = max(known.get(qh_s) or 0, state.get("k") or 0) or None  # monotonic per QH
@@ -417,6 +447,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                         emitter.send(topics.ALERTS, alert["subject"], alert)
                     if alerts:
                         cache.mark(key)
+            await emitter.delivered()  # results before state: see Emitter.delivered
             cache.flush()
 
     app.intraday_tables = {  # type: ignore[attr-defined]
@@ -729,6 +760,7 @@ def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, par
 
 
 def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int, float]) -> None:
+    """Fold a derived or price event into its QH's state; mark the QH changed if it did."""
     kind = e["type"]
     if kind == "imbalance_price":
         qh_s = int(parse_iso(e["delivery_start"]))
@@ -753,12 +785,14 @@ def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int,
         if changed:
             _touch(cache, qh_s, state, k, known)
     elif kind == "trading_qh":
-        state["has_trades"] = True
         if e["book"] == "private":
             snap = {"net_mwh": e["net_mwh"], "trades": e["trades"]}
-            if state.get("t") == snap:
+            if state.get("t") == snap and state.get("has_trades"):
                 return
             state["t"] = snap
+        elif state.get("has_trades"):
+            return  # public trades only bring the QH into scope (their prices are trading_qh's)
+        state["has_trades"] = True
         _touch(cache, qh_s, state, k, known)
 
 
@@ -780,4 +814,4 @@ def app_from_env() -> faust.App:
                       embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
                       web_port=int(os.environ.get("INTRADAY_WORKER_WEB_PORT", "6066")),
                       alert_config=AlertConfig.from_settings(settings),
-                      retention_days=settings.state_retention_days)
+                      retention_days=settings.state_retention_days, fetch_wait_ms=settings.fetch_wait_ms)
