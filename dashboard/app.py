@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -315,14 +316,32 @@ def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = No
     server.extensions[POOL_KEY] = pool
 
     app.layout = lambda: build_layout(pool, settings)
-    _register_health(server, pool)
+    _register_health(server, pool, settings.kafka_bootstrap)
     _register_callbacks(app, pool, settings)
     RP.register_callbacks(app, pool)
     return app
 
 
-def _register_health(server, pool) -> None:
+def _register_health(server, pool, bootstrap: str | None) -> None:
     import flask
+
+    broker_cache: dict = {}
+
+    def broker_part() -> dict | None:
+        """Consumer lag and changelog sizes, read from the broker at most every 10 s (reading
+        the partitions' ends takes a moment; the page is polled)."""
+        if not bootstrap:
+            return None
+        now = time.monotonic()
+        if now - broker_cache.get("at", -1e9) > 10:
+            from intraday.status import broker_health
+
+            try:
+                broker_cache["value"] = {"reachable": True, **broker_health(bootstrap)}
+            except Exception as exc:  # noqa: BLE001 - the page reports, it does not crash
+                broker_cache["value"] = {"reachable": False, "error": str(exc).strip().splitlines()[0][:300]}
+            broker_cache["at"] = now
+        return broker_cache["value"]
 
     @server.route("/health")
     def health():
@@ -353,6 +372,7 @@ def _register_health(server, pool) -> None:
             "quarantine_total": int(quarantine["records"].sum()) if len(quarantine) else 0,
             "latency_ms": latency,
             "last_known_at": {r.source: iso_or_none(r.latest_at) for r in fresh.itertuples(index=False)},
+            "broker": broker_part(),
         })
 
 

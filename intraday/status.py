@@ -1,4 +1,5 @@
-"""``intraday status``: services, consumer lag, last event time per source, quarantine, latency."""
+"""``intraday status``: services, consumer lag, changelog sizes, last event time per source,
+quarantine, latency."""
 
 from __future__ import annotations
 
@@ -17,23 +18,40 @@ def _bootstrap(settings: Settings) -> str | None:
     return None
 
 
-def collect(settings: Settings, database_url: str | None) -> dict:
-    """The status as a dict (the dashboard's /health shows the database part of it)."""
-    from intraday.kafka import BrokerError, check_reachable, lag
+def broker_health(bootstrap: str) -> dict:
+    """Consumer lag per group and the records in each Faust table's changelog (what a restarted
+    worker reads back to recover; Tansu does not compact, so it only grows until a restart)."""
+    from intraday.kafka import admin, high_watermarks, lag
     from intraday.stack import PROCESSOR_GROUP, PROCESSOR_TOPICS
     from sink.sink import SINK_GROUP, SINK_TOPICS
 
-    out: dict = {"broker": None, "database": None, "lag": {}, "last_event_time": {}, "quarantined": {},
-                 "latency_s": None}
+    out: dict = {"lag": {}, "changelog_records": {}}
+    for group, names in ((PROCESSOR_GROUP, PROCESSOR_TOPICS), (SINK_GROUP, SINK_TOPICS)):
+        out["lag"][group] = sum(lag(bootstrap, group, names).values())
+    prefix, suffix = f"{PROCESSOR_GROUP}-", "-changelog"
+    changelogs = sorted(t for t in admin(bootstrap).list_topics(timeout=5).topics
+                        if t.startswith(prefix) and t.endswith(suffix))
+    for (topic, _p), end in high_watermarks(bootstrap, changelogs).items():
+        table = topic[len(prefix):-len(suffix)]
+        out["changelog_records"][table] = out["changelog_records"].get(table, 0) + end
+    return out
+
+
+def collect(settings: Settings, database_url: str | None) -> dict:
+    """The status as a dict (the dashboard's /health shows the database part of it)."""
+    from confluent_kafka import KafkaException
+
+    from intraday.kafka import BrokerError, check_reachable
+
+    out: dict = {"broker": None, "database": None, "lag": {}, "changelog_records": {}, "last_event_time": {},
+                 "quarantined": {}, "latency_s": None}
     bs = _bootstrap(settings)
     if bs:
         try:
             check_reachable(bs, timeout=3)
             out["broker"] = {"bootstrap": bs, "reachable": True}
-            for group, names in ((PROCESSOR_GROUP, PROCESSOR_TOPICS), (SINK_GROUP, SINK_TOPICS)):
-                per = lag(bs, group, names)
-                out["lag"][group] = sum(per.values())
-        except BrokerError as exc:
+            out.update(broker_health(bs))
+        except (BrokerError, KafkaException) as exc:
             out["broker"] = {"bootstrap": bs, "reachable": False, "error": str(exc)}
     if database_url:
         from sink.db import DatabaseError, connect
@@ -80,6 +98,8 @@ def status(settings: Settings) -> int:
     print(f"database:  {'not started' if not d else ('ok' if d['reachable'] else 'UNREACHABLE: ' + d['error'])}")
     for group, n in s["lag"].items():
         print(f"lag:       {group}: {n} records")
+    if s["changelog_records"]:
+        print("changelog: " + ", ".join(f"{t} {n}" for t, n in s["changelog_records"].items()) + " records")
     for table, t in s["last_event_time"].items():
         print(f"last:      {table}: {t or '-'}")
     if s.get("sink_last_write"):
