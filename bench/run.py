@@ -719,6 +719,7 @@ def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: 
         log.info("[%s] drained: %d events in %.1fs = %.0f events/s end to end (source topics consumed after "
                  "%ss); peak MiB %s; CPU s %s", name, stats.published, wall, stats.published / wall,
                  res["sources_consumed_s"], mem, res["cpu_s"])
+        res["topic_records"] = topic_records(run.stack)
         if profile_s:
             pt.join()
             res["profile"] = {n: b.finish_profile(n, p, out, err, profile_s) for n, p, out, err in profiles}
@@ -751,6 +752,18 @@ def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: 
     else:
         b.dbs.drop(url)
     return res
+
+
+def topic_records(stack) -> dict[str, int]:
+    """Records written to each topic during a run (sources, derived topics, changelogs): the
+    broker's work per source event, and what a change in fan-out saves."""
+    from intraday.kafka import admin, high_watermarks
+
+    names = sorted(t for t in admin(stack.services.bootstrap).list_topics(timeout=10).topics if not t.startswith("__"))
+    counts: dict[str, int] = defaultdict(int)
+    for (name, _p), end in high_watermarks(stack.services.bootstrap, names).items():
+        counts[name] += end
+    return {k: v for k, v in sorted(counts.items()) if v}
 
 
 def estimate_events(known: list[dict], assets: int, trades: int) -> float | None:
@@ -816,8 +829,8 @@ class TimedReplayerMixin:
 
 
 class ResultPoller:
-    """Polls portfolio_qh and asset_qh every ``interval`` s; records when each (key, known_at)
-    first appears (wall clock)."""
+    """Polls portfolio_qh, asset_qh and trading_qh every ``interval`` s; records when each
+    (key, known_at) first appears (wall clock)."""
 
     def __init__(self, url: str, since_s: float, interval: float) -> None:
         self.url = url
@@ -835,6 +848,8 @@ class ResultPoller:
         rows = conn.execute("SELECT 'portfolio_qh', '', delivery_start, known_at FROM portfolio_qh "
                             "WHERE known_at >= %(s)s UNION ALL "
                             "SELECT 'asset_qh', asset_id, delivery_start, known_at FROM asset_qh "
+                            "WHERE known_at >= %(s)s UNION ALL "
+                            "SELECT 'trading_qh', book, delivery_start, known_at FROM trading_qh "
                             "WHERE known_at >= %(s)s", {"s": self.since}).fetchall()
         return rows
 
@@ -936,10 +951,10 @@ def run_latency(b: Bench, assets: int, trades: int) -> dict[str, Any]:
             per_event[ms].append(seen_at)
         first_row = [min(v) - rp.first_pub[ms] for ms, v in per_event.items()]
         last_row = [max(v) - rp.first_pub[ms] for ms, v in per_event.items()]
-        lat["all"] = lat["portfolio_qh"] + lat["asset_qh"]
+        lat["all"] = lat["portfolio_qh"] + lat["asset_qh"] + lat["trading_qh"]
         lat["event: first row"] = first_row
         lat["event: last row"] = last_row
-        lat_last["all"] = lat_last["portfolio_qh"] + lat_last["asset_qh"]
+        lat_last["all"] = lat_last["portfolio_qh"] + lat_last["asset_qh"] + lat_last["trading_qh"]
         res["unmatched_rows"] = unmatched
         res["polls"] = poller.polls
         res["poll_query_ms_median"] = rnd(1000 * statistics.median(poller.poll_s), 2) if poller.poll_s else None
@@ -959,6 +974,106 @@ def run_latency(b: Bench, assets: int, trades: int) -> dict[str, Any]:
             mon.stop()
         b.stop_stack(run)
         b.dbs.drop(url)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# 3b. soak: two consecutive days at 600x, memory sampled all along
+
+
+def run_soak(b: Bench, assets: int, trades: int, speed: float) -> dict[str, Any]:
+    """Replay delivery day DAY and then the next day (one event-time ordered stream, as a live
+    system would see them) at ``speed``, sampling every process's memory, to see whether
+    memory levels off or keeps growing. The processors' state retention is set to one day for
+    this run, so that the first day's state is due for deletion while the second day runs: a
+    process whose memory still grows by a day's worth on day two keeps something it should not.
+    Tansu keeps every record in memory by design (no retention in its memory engine), so the
+    broker's growth is expected and reported separately."""
+    from intraday.generate import generate_day
+    from intraday.qh import delivery_day_qhs, iso
+    from producers.parsers import parse_day
+
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    parsed = []
+    for d in days:
+        path = b.tmp / "days" / f"soak-{size_name(assets, trades)}-{d}"
+        if not path.exists():
+            log.info("[soak] generating %s: %d assets, %d public trades", d, assets, trades)
+            generate_day(path, d, assets=assets, public_trades=trades, seed=SEED)
+        parsed.append(parse_day(path))
+    records = sorted([r for p in parsed for r in p.records], key=lambda r: r.event_time_s)
+    dense = [r.event_time_s for r in records if r.topic in (topics.FORECASTS, topics.PUBLIC_TRADES)]
+    from_s = min(dense)
+    end_s = max(r.event_time_s for r in records)
+    day1_end = delivery_day_qhs(days[0])[-1] + 900
+    res: dict[str, Any] = {"size": size_name(assets, trades), "days": [str(d) for d in days], "speed": speed,
+                           "events": len(records), "from": iso(int(from_s)), "to": iso(int(end_s)),
+                           "state_retention_days": 1, "expected_wall_s": round((end_s - from_s) / speed)}
+    url = b.dbs.create("soak")
+    old = os.environ.get("INTRADAY_STATE_RETENTION_DAYS")
+    os.environ["INTRADAY_STATE_RETENTION_DAYS"] = "1"
+    try:
+        run = b.start_stack("soak", url)
+    finally:
+        if old is None:
+            os.environ.pop("INTRADAY_STATE_RETENTION_DAYS", None)
+        else:
+            os.environ["INTRADAY_STATE_RETENTION_DAYS"] = old
+    mon = b.monitor_for(run).start()
+    series: list[dict[str, Any]] = []
+    stop = threading.Event()
+    t_replay: list[float] = []
+
+    def sample() -> None:
+        while not stop.wait(2.0):
+            if not t_replay:
+                continue
+            now = time.monotonic()
+            row = {"wall_s": round(now - t_replay[0], 1),
+                   "event_time": iso(int(min(end_s, from_s + (now - t_replay[0]) * speed)))}
+            for name, pid in list(mon.pids.items()):
+                with contextlib.suppress(psutil.Error):
+                    row[name] = round(psutil.Process(pid).memory_info().rss / MIB, 1)
+            series.append(row)
+
+    sampler = threading.Thread(target=sample, name="soak-sampler", daemon=True)
+    sampler.start()
+    try:
+        log.info("[soak] warm-up: the %d master-data events before %s at max speed",
+                 sum(r.event_time_s < from_s for r in records), iso(int(from_s)))
+        b.replay(run.stack, records, None, to_s=from_s)
+        b.wait_drained(run.stack, b.args.drain_timeout)
+        log.info("[soak] replaying %s .. %s (%d events) at %gx: ~%.0f min", iso(int(from_s)), iso(int(end_s)),
+                 sum(r.event_time_s >= from_s for r in records), speed, (end_s - from_s) / speed / 60)
+        t_replay.append(time.monotonic())
+        stats = b.replay(run.stack, records, speed, from_s=from_s)
+        b.wait_drained(run.stack, b.args.drain_timeout)
+        res["wall_s"] = rnd(time.monotonic() - t_replay[0], 1)
+        res["published"] = stats.published
+        stop.set()
+        sampler.join(5)
+        res["peak_mib"] = mon.stop()
+        res["cpu_s"] = mon.cpu_seconds()
+    finally:
+        stop.set()
+        if mon._thread is not None and not mon._stop.is_set():
+            mon.stop()
+        b.stop_stack(run)
+        b.dbs.drop(url)
+    # memory at the end of day one's delivery (event time) and at the end; growth on day two
+    split = iso(int(day1_end))
+    first = [r for r in series if r["event_time"] <= split]
+    res["series"] = series[:: max(1, len(series) // 120)]  # ~120 points kept
+    res["memory_mib"] = {}
+    for name in mon.pids:
+        a = [r[name] for r in first if name in r]
+        z = [r[name] for r in series if name in r]
+        if not a or not z:
+            continue
+        res["memory_mib"][name] = {"at_day1_end": a[-1], "max_day1": max(a), "at_end": z[-1], "max": max(z),
+                                   "growth_day2": rnd(z[-1] - a[-1], 1)}
+    log.info("[soak] memory MiB (day-one end -> end): %s",
+             {n: (m["at_day1_end"], m["at_end"]) for n, m in res["memory_mib"].items()})
     return res
 
 
@@ -1293,6 +1408,22 @@ def render_markdown(r: dict[str, Any]) -> str:
             lines.append(f"\n2 workers vs 1 (median events/s {_fmt(med.get(2) or med.get('2'))} vs "
                          f"{_fmt(med.get(1) or med.get('1'))}): {sc['speedup_2_vs_1']:.2f}× the throughput.")
         lines.append("")
+    so = r.get("soak")
+    if so and so.get("memory_mib"):
+        lines += [
+            f"**Soak** ({so['size']} days {' and '.join(so['days'])}, replayed as one stream at {so['speed']:g}x: "
+            f"{so['from']} – {so['to']} event time, {so['events']:,} events, {_fmt(so.get('wall_s'), 0)} s; "
+            f"processors' state retention {so['state_retention_days']} day, so day one's state is deleted "
+            f"while day two runs). RSS in MiB, sampled every 2 s:",
+            "",
+            "| process | at the end of day one | max on day one | at the end | max | growth on day two |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, v in so["memory_mib"].items():
+            lines.append(f"| {name} | {_fmt(v['at_day1_end'])} | {_fmt(v['max_day1'])} | {_fmt(v['at_end'])} "
+                         f"| {_fmt(v['max'])} | {_fmt(v['growth_day2'])} |")
+        lines += ["", "The broker (Tansu's memory engine) keeps every record and has no retention: its growth "
+                  "is by design (embedded-stack.md); the processes of ours should level off.", ""]
     sk = r.get("sink")
     if sk and "write_batch_insert_rows_per_s" in sk:
         lines += [
@@ -1356,8 +1487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",") if x.strip()],
                    help="end-to-end days to run, comma separated ASSETSxTRADES (e.g. 5x100k,100x300k,1000x300k); "
                         "given explicitly, every size runs whatever its projected time")
-    p.add_argument("--only", default="e2e,dashboard,sink,scaling,latency,profile",
-                   help="sections to run (default all): e2e,dashboard,sink,scaling,latency,profile")
+    p.add_argument("--only", default="e2e,dashboard,sink,scaling,latency,profile,soak",
+                   help="sections to run (default all): e2e,dashboard,sink,scaling,latency,profile,soak")
     p.add_argument("--max-projected-min", type=float, default=20.0,
                    help="default sizes: skip a size whose projected time exceeds this (default 20)")
     p.add_argument("--budget-min", type=float, default=25.0,
@@ -1367,6 +1498,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling-size", type=parse_size, default=None, help="day of the scaling runs (default 20x100k)")
     p.add_argument("--scaling-reps", type=int, default=None, help="runs per worker count, interleaved "
                    "(default 2; quick 1)")
+    p.add_argument("--soak-size", type=parse_size, default=None,
+                   help="day of the soak run, replayed with the next day (default 100x100k; quick 5x20k)")
+    p.add_argument("--soak-speed", type=float, default=None, help="replay speed of the soak run (default 600; "
+                   "quick 6000)")
     p.add_argument("--latency-size", type=parse_size, default=None, help="day of the latency run (default 5x100k)")
     p.add_argument("--latency-slice-min", type=float, default=None, help="event-time minutes replayed at 60x "
                    "(default 120; quick 20)")
@@ -1399,6 +1534,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or ([(5, 20_000)] if q else [(5, 100_000), (100, 300_000), (1000, 300_000)])
     args.scaling_size = args.scaling_size or ((5, 20_000) if q else (20, 100_000))
     args.latency_size = args.latency_size or ((5, 20_000) if q else (5, 100_000))
+    args.soak_size = args.soak_size or ((5, 20_000) if q else (100, 100_000))
+    args.soak_speed = args.soak_speed or (6000.0 if q else 600.0)
     args.latency_slice_min = args.latency_slice_min or (20 if q else 120)
     args.profile_seconds = args.profile_seconds or (5 if q else 20)
     args.profile_delay = args.profile_delay if args.profile_delay is not None else (2 if q else 5)
@@ -1406,7 +1543,7 @@ def main(argv: list[str] | None = None) -> int:
     args.scaling_reps = args.scaling_reps or (1 if q else 2)
     args.baseline_cap_s = args.baseline_cap_s or (15 if q else 120)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"e2e", "dashboard", "sink", "scaling", "latency", "profile"}
+    unknown = only - {"e2e", "dashboard", "sink", "scaling", "latency", "profile", "soak"}
     if unknown:
         print(f"bench/run.py: unknown sections {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -1477,6 +1614,9 @@ def main(argv: list[str] | None = None) -> int:
             _write(r, args, t_start)
         if "latency" in only:
             r["latency"] = run_latency(b, *args.latency_size)
+            _write(r, args, t_start)
+        if "soak" in only:
+            r["soak"] = run_soak(b, *args.soak_size, args.soak_speed)
             _write(r, args, t_start)
         for assets, trades in big_auto:
             known = [e for e in r["e2e"] if e["workers"] == 1]
