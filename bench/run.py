@@ -55,7 +55,7 @@ import psycopg  # noqa: E402
 
 from intraday import topics  # noqa: E402
 from intraday.config import Settings  # noqa: E402
-from intraday.kafka import committed_offsets, high_watermarks, producer  # noqa: E402
+from intraday.kafka import high_watermarks, producer  # noqa: E402
 from intraday.stack import PROCESSOR_GROUP, PROCESSOR_TOPICS, Stack  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -244,8 +244,10 @@ class MemoryMonitor:
     divided among their users: the fair total) are kept.
     """
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.2, series_every: float | None = None) -> None:
         self.interval = interval
+        self.series_every = series_every  # also keep (monotonic time, {name: RSS MiB}) this often
+        self.series: list[tuple[float, dict[str, float]]] = []
         self.pids: dict[str, int] = {}
         self.trees: dict[str, int] = {}
         self.peak: dict[str, float] = defaultdict(float)
@@ -276,10 +278,18 @@ class MemoryMonitor:
         return p
 
     def sample(self) -> None:
+        now = time.monotonic()
+        point: dict[str, float] | None = None
+        if self.series_every and (not self.series or now - self.series[-1][0] >= self.series_every):
+            point = {}
+            self.series.append((now, point))
         for name, pid in list(self.pids.items()):
             with contextlib.suppress(psutil.Error):
                 p = self._proc(pid)
-                self.peak[name] = max(self.peak[name], p.memory_info().rss)
+                rss = p.memory_info().rss
+                self.peak[name] = max(self.peak[name], rss)
+                if point is not None:
+                    point[name] = round(rss / MIB, 1)
                 self._cpu(name, p)
         for name, pid in list(self.trees.items()):
             try:
@@ -438,8 +448,8 @@ class Bench:
         with contextlib.suppress(ValueError):
             self.stacks.remove(run.stack)
 
-    def monitor_for(self, run: Running) -> MemoryMonitor:
-        m = MemoryMonitor(self.args.rss_interval)
+    def monitor_for(self, run: Running, series_every: float | None = None) -> MemoryMonitor:
+        m = MemoryMonitor(self.args.rss_interval, series_every)
         for w in run.workers:
             m.watch(w.name, w.proc.pid)
         m.watch("sink", run.sink.proc.pid)
@@ -469,11 +479,13 @@ class Bench:
                 hw = high_watermarks(stack.services.bootstrap, PROCESSOR_TOPICS)
                 drained = stack.drained()
             except BrokerError as exc:
-                # intraday.kafka.true_end_offsets gives up after 10 s when the broker is saturated;
-                # Stack.wait_drained (and so `intraday run --until-drained`) would fail here
+                # intraday.kafka.true_end_offsets gives up after 30 s when the broker is saturated;
+                # and the check is repeated (as Stack.wait_drained does), recorded for the results
                 self.probe_errors.append(str(exc))
                 log.warning("  ... drain check failed (%s); retrying", exc)
                 ok, last_hw = 0, None
+                if time.monotonic() - t0 > timeout:
+                    raise TimeoutError(f"not drained after {timeout:.0f}s (the drain check kept failing)") from None
                 time.sleep(interval)
                 continue
             now = time.monotonic()
@@ -538,11 +550,8 @@ class Bench:
 
 
 def processed_fraction(stack: Stack) -> float:
-    bs = stack.services.bootstrap
-    hw = high_watermarks(bs, SOURCE_TOPICS)
-    committed = committed_offsets(bs, PROCESSOR_GROUP, list(hw))
-    total = sum(hw.values())
-    return sum(committed.get(tp, 0) for tp in hw) / total if total else 1.0
+    """Share of the source records the processors have committed."""
+    return stack.processed_share(high_watermarks(stack.services.bootstrap, SOURCE_TOPICS))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1019,25 +1028,8 @@ def run_soak(b: Bench, assets: int, trades: int, speed: float) -> dict[str, Any]
             os.environ.pop("INTRADAY_STATE_RETENTION_DAYS", None)
         else:
             os.environ["INTRADAY_STATE_RETENTION_DAYS"] = old
-    mon = b.monitor_for(run).start()
-    series: list[dict[str, Any]] = []
-    stop = threading.Event()
+    mon = b.monitor_for(run, series_every=2.0).start()
     t_replay: list[float] = []
-
-    def sample() -> None:
-        while not stop.wait(2.0):
-            if not t_replay:
-                continue
-            now = time.monotonic()
-            row = {"wall_s": round(now - t_replay[0], 1),
-                   "event_time": iso(int(min(end_s, from_s + (now - t_replay[0]) * speed)))}
-            for name, pid in list(mon.pids.items()):
-                with contextlib.suppress(psutil.Error):
-                    row[name] = round(psutil.Process(pid).memory_info().rss / MIB, 1)
-            series.append(row)
-
-    sampler = threading.Thread(target=sample, name="soak-sampler", daemon=True)
-    sampler.start()
     try:
         log.info("[soak] warm-up: the %d master-data events before %s at max speed",
                  sum(r.event_time_s < from_s for r in records), iso(int(from_s)))
@@ -1056,17 +1048,17 @@ def run_soak(b: Bench, assets: int, trades: int, speed: float) -> dict[str, Any]
             res["drain_error"] = str(exc)
             log.warning("[soak] not drained (%s); reporting the memory samples anyway", exc)
         res["wall_s"] = rnd(time.monotonic() - t_replay[0], 1)
-        stop.set()
-        sampler.join(5)
         res["peak_mib"] = mon.stop()
         res["cpu_s"] = mon.cpu_seconds()
     finally:
-        stop.set()
         if mon._thread is not None and not mon._stop.is_set():
             mon.stop()
         b.stop_stack(run)
         b.dbs.drop(url)
     # memory at the end of day one's delivery (event time) and at the end; growth on day two
+    series = [{"wall_s": round(t - t_replay[0], 1),
+               "event_time": iso(int(min(end_s, from_s + (t - t_replay[0]) * speed))), **point}
+              for t, point in mon.series if t_replay and t >= t_replay[0]]
     split = iso(int(day1_end))
     first = [r for r in series if r["event_time"] <= split]
     res["series"] = series[:: max(1, len(series) // 120)]  # ~120 points kept

@@ -49,6 +49,7 @@ from dashboard.auth import (
 )
 from intraday.config import ConfigError, Settings
 from intraday.qh import BERLIN, UTC
+from intraday.status import broker_health, recent_latency_ms
 
 log = logging.getLogger("intraday.dashboard")
 
@@ -334,8 +335,6 @@ def _register_health(server, pool, bootstrap: str | None) -> None:
             return None
         now = time.monotonic()
         if now - broker_cache.get("at", -1e9) > 10:
-            from intraday.status import broker_health
-
             try:
                 broker_cache["value"] = {"reachable": True, **broker_health(bootstrap)}
             except Exception as exc:  # noqa: BLE001 - the page reports, it does not crash
@@ -354,12 +353,7 @@ def _register_health(server, pool, bootstrap: str | None) -> None:
                 progress = Q.query_sink_progress(conn)
                 quarantine = Q.query_quarantine_counts(conn)
                 fresh = Q.query_freshness(conn)
-                row = conn.execute(
-                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms), max(p99_ms), max(max_ms) "
-                    "FROM sink_latency WHERE at > (SELECT max(at) FROM sink_latency) - interval '5 minutes'"
-                ).fetchone()
-                latency = ({"batches": row[0], "p50": row[1], "p99": row[2], "max": row[3]}
-                           if row and row[0] else None)
+                latency = recent_latency_ms(conn)
         except DB_ERRORS as exc:  # report, do not crash
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return flask.jsonify({"status": "database unavailable", "error": msg}), 503

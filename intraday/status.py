@@ -18,6 +18,16 @@ def _bootstrap(settings: Settings) -> str | None:
     return None
 
 
+def recent_latency_ms(conn) -> dict | None:
+    """Publication -> database latency over the sink's batches of the last 5 minutes (of its
+    own activity): batches, median p50, worst p99 and max, in ms; None before the first."""
+    row = conn.execute(
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms), max(p99_ms), max(max_ms) "
+        "FROM sink_latency WHERE at > (SELECT max(at) FROM sink_latency) - interval '5 minutes'"
+    ).fetchone()
+    return {"batches": row[0], "p50": row[1], "p99": row[2], "max": row[3]} if row and row[0] else None
+
+
 def broker_health(bootstrap: str) -> dict:
     """Consumer lag per group and the records in each Faust table's changelog (what a restarted
     worker reads back to recover; Tansu does not compact, so it only grows until a restart)."""
@@ -68,13 +78,10 @@ def collect(settings: Settings, database_url: str | None) -> dict:
                     "SELECT topic, count(*) FROM quarantine GROUP BY topic ORDER BY topic").fetchall())
                 row = conn.execute("SELECT max(updated_at) FROM sink_progress").fetchone()
                 out["sink_last_write"] = row[0].isoformat() if row and row[0] else None
-                lat = conn.execute(
-                    "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY p50_ms), max(p99_ms), max(max_ms) "
-                    "FROM sink_latency WHERE at > (SELECT max(at) FROM sink_latency) - interval '5 minutes'"
-                ).fetchone()
-                if lat and lat[0]:
-                    out["latency_s"] = {"batches": lat[0], "p50": lat[1] / 1000, "p99": lat[2] / 1000,
-                                        "max": lat[3] / 1000}
+                lat = recent_latency_ms(conn)
+                if lat:
+                    out["latency_s"] = {"batches": lat["batches"], "p50": lat["p50"] / 1000,
+                                        "p99": lat["p99"] / 1000, "max": lat["max"] / 1000}
         except DatabaseError as exc:
             out["database"] = {"reachable": False, "error": str(exc)}
     return out
