@@ -16,13 +16,16 @@ partition) and publish the new *absolute* results per key, so that redelivery is
 
 Crash safety (at-least-once): every state update is idempotent, except trade sums, which are
 guarded twice: a trade id is applied only at the offset of its first occurrence (table
-``seen-trades``, see :class:`SeenIndex`), and each (book, QH) state keeps the highest source
-offset it has absorbed.
+``seen-trades``, see :class:`SeenIndex`), and each (book, QH) state records which source records
+it has absorbed (a watermark and the offsets past it, :meth:`SeenIndex.begin`). Faust may
+deliver a record after later ones of its partition (``faust_fixes`` seeks back over holes):
+trade sums count it once all the same, and QH snapshots never go back to an older one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import os
 import time
@@ -35,6 +38,7 @@ from faust.serializers import codecs
 
 from intraday import events, rules, topics
 from intraday.qh import HOUR_S, QH_S, iso, parse_iso, qh_slices
+from stream_processors import faust_fixes
 from stream_processors.alerts import (
     AlertConfig,
     evaluate_alerts,
@@ -191,19 +195,31 @@ def batch_source_ms(evs: list, decoded: list[dict] | None = None) -> int | None:
     return min(times) if times else None
 
 
-def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str]):
+def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str], on_poison=None):
     for ev in evs:
         msg = ev.message
         try:
             yield msg, events.decode(msg.value, expected)
         except events.PoisonMessage as exc:
             emitter.dead_letter(msg.topic, msg, str(exc))
+            if on_poison is not None:
+                on_poison(msg)
+
+
+def _committed(app: faust.App, msg: Any) -> int | None:
+    """The committed offset of the record's partition (or where a never-committed one started)."""
+    consumer = app.consumer
+    offset = consumer._committed_offset.get(msg.tp)
+    if offset is None:
+        offset = consumer.__dict__.get("_intraday_start", {}).get(msg.tp)
+    return offset
 
 
 def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str = "intraday-processors",
                web_port: int = 6066, alert_config: AlertConfig | None = None,
                retention_days: float = 4.0, fetch_wait_ms: int = 50) -> faust.App:
     """Build the Faust app and register its tables and agents. Nothing connects until it runs."""
+    faust_fixes.install()
     conf: dict[str, Any] = {}
     if embedded:
         _patch_for_tansu(fetch_wait_ms)
@@ -306,10 +322,17 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     @app.agent(raw_topic(topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CLOCK_BROADCAST),
                name="trading")
     async def trading(stream):
+        def passed(msg: Any) -> None:  # a record of a trade source, done whatever came of it
+            if msg.topic != topics.CLOCK_BROADCAST:
+                source = f"{msg.topic}:{msg.partition}"
+                committed = _committed(app, msg)
+                seen_index.begin(source, msg.offset if committed is None else committed)
+                seen_index.done(source, msg.offset)
+
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             cache = StateCache(trading_state)
             known: dict[str, float] = {}
-            for msg, e in _decode_batch(emitter, evs, trade_types):
+            for msg, e in _decode_batch(emitter, evs, trade_types, on_poison=passed):
                 try:
                     if e["type"] == "clock":
                         cutoff = trade_retention.tick(msg.partition, parse_iso(e["now"]))
@@ -322,9 +345,11 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                         emitter.dead_letter(msg.topic, msg, "older than the processors' state retention "
                                                             "(INTRADAY_STATE_RETENTION_DAYS)")
                         continue
-                    _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known)
+                    _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known, _committed(app, msg))
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
+                finally:
+                    passed(msg)
             src_ms = batch_source_ms(evs)
             for key in cache.dirty:
                 book, qh_text = key.split("|")
@@ -405,7 +430,7 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                             cache.mark(mkey)
                             members_changed.add(msg.partition)
                         continue
-                    _apply_qh_event(cache, msg.partition, e, known)
+                    _apply_qh_event(cache, msg.partition, e, known, msg.offset)
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
             for p in members_changed:  # a new CRM file: every QH of the partition is recomputed
@@ -552,6 +577,40 @@ def delete_keys(table: Any, partition: int, keys: list[str]) -> None:
         table.send_changelog(partition, key, None, value_serializer="raw")
 
 
+class OffsetSet:
+    """A set of offsets kept as sorted, disjoint, inclusive ranges (in-order use: one range)."""
+
+    def __init__(self) -> None:
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+
+    def __contains__(self, offset: int) -> bool:
+        i = bisect.bisect_right(self.lo, offset) - 1
+        return i >= 0 and offset <= self.hi[i]
+
+    def end_of_run(self, start: int) -> int:
+        """The last offset of the unbroken run from ``start`` (``start - 1`` if it is absent)."""
+        i = bisect.bisect_right(self.lo, start) - 1
+        return self.hi[i] if i >= 0 and start <= self.hi[i] else start - 1
+
+    def add(self, offset: int) -> None:
+        i = bisect.bisect_right(self.lo, offset) - 1
+        if i >= 0 and offset <= self.hi[i]:
+            return
+        joins_left = i >= 0 and self.hi[i] == offset - 1
+        joins_right = i + 1 < len(self.lo) and self.lo[i + 1] == offset + 1
+        if joins_left and joins_right:
+            self.hi[i] = self.hi[i + 1]
+            del self.lo[i + 1], self.hi[i + 1]
+        elif joins_left:
+            self.hi[i] = offset
+        elif joins_right:
+            self.lo[i + 1] = offset
+        else:
+            self.lo.insert(i + 1, offset)
+            self.hi.insert(i + 1, offset)
+
+
 class SeenIndex:
     """Trade ids already counted, with the source position of their first occurrence.
 
@@ -565,10 +624,54 @@ class SeenIndex:
         self.table = table
         self.ids: dict[str, dict[str, str]] | None = None
         self.added: dict[tuple[str, int], dict[str, str]] = {}
+        self.processed: dict[str, OffsetSet] = defaultdict(OffsetSet)  # source -> offsets done here
+        self.start: dict[str, int] = {}  # source -> its committed offset when this worker took it
 
     def clear(self) -> None:
         self.ids = None
         self.added.clear()
+        self.processed.clear()
+        self.start.clear()
+
+    # A trading state must absorb each record of a source once, whatever order Faust delivers
+    # the records in (it seeks back over holes: a record can come after later ones) and across
+    # crashes. Each state keeps, per source, a watermark below which every record is absorbed
+    # and the offsets it absorbed above it ("xo"). The watermark is this worker's frontier: the
+    # end of the unbroken run of records it has processed from the committed offset it started
+    # at, so it never claims a record that is still missing; a record past a hole goes to "xo"
+    # until the hole is filled.
+    def begin(self, source: str, committed: int) -> None:
+        self.start.setdefault(source, committed)
+
+    def done(self, source: str, offset: int) -> None:
+        self.processed[source].add(offset)
+
+    def frontier(self, source: str, committed: int | None = None) -> int:
+        """The last offset up to which every record of ``source`` is done; records below the
+        committed offset are (Faust commits only unbroken runs of finished records)."""
+        start = self.start.get(source)
+        if committed is not None and (start is None or committed > start):
+            start = committed
+        if start is None:
+            return -1
+        return self.processed[source].end_of_run(start)
+
+    def already_absorbed(self, source: str, offset: int, state: dict) -> bool:
+        return (offset <= state.get("wm", {}).get(source, -1) or offset in state.get("xo", {}).get(source, ())
+                or offset in self.processed[source])
+
+    def settle(self, source: str, offset: int, state: dict, committed: int | None = None) -> None:
+        """Record in ``state`` that it absorbed ``offset`` (call after :meth:`done`)."""
+        wm = state.setdefault("wm", {})
+        mark = wm[source] = max(wm.get(source, -1), self.frontier(source, committed))
+        xo = state.setdefault("xo", {})
+        above = sorted({o for o in xo.get(source, ()) if o > mark} | ({offset} if offset > mark else set()))
+        if above:
+            xo[source] = above
+        else:
+            xo.pop(source, None)
+        if not xo:
+            del state["xo"]
 
     def _index(self) -> dict[str, dict[str, str]]:
         if self.ids is None:
@@ -713,13 +816,13 @@ def _check_feeds(feeds: StateCache, table: Any, partition: int, partitions: int,
 
 
 def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, partitions: int,
-                       msg: Any, e: dict, known: dict[str, float]) -> None:
+                       msg: Any, e: dict, known: dict[str, float], committed: int | None = None) -> None:
     """Apply a trade (or a forwarded slice) exactly once per trade id, crash-safe.
 
     ``seen`` holds the source position of each id's first occurrence: a later occurrence at
     another position is a re-sent duplicate and is ignored; the same position again is a
-    redelivery after a crash, which each (book, QH) state absorbs only if its per-source
-    watermark is below that offset.
+    redelivery, which each (book, QH) state absorbs only if it does not hold that record yet
+    (:meth:`SeenIndex.already_absorbed`, see :meth:`SeenIndex.begin`).
     """
     book = e["book"]
     pos = f"{msg.topic}:{msg.partition}:{msg.offset}"
@@ -739,6 +842,8 @@ def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, par
     execution_s = parse_iso(e["execution_time"])
     home_hour = slices[0] - slices[0] % HOUR_S if e["type"] == "trade" else None
     wm_key = f"{msg.topic}:{msg.partition}"
+    seen.begin(wm_key, msg.offset if committed is None else committed)
+    touched = []
     for qh_s in slices:
         if home_hour is not None and qh_s - qh_s % HOUR_S != home_hour:
             # a multi-hour product: the slice belongs to another hour's owner
@@ -750,17 +855,24 @@ def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, par
             continue
         key = f"{book}|{qh_s}"
         state = cache.get(key, msg.partition, rules.new_trading_state)
-        wm = state.setdefault("wm", {})
-        if wm.get(wm_key, -1) >= msg.offset:
-            continue  # already absorbed before a restart
+        if seen.already_absorbed(wm_key, msg.offset, state):
+            continue  # a redelivery of a record this state holds
         rules.apply_trade_slice(state, qh_s, side, volume, price, execution_s)
-        wm[wm_key] = msg.offset
+        touched.append(state)
         cache.mark(key)
         known[key] = max(known.get(key, 0), t_known)
+    seen.done(wm_key, msg.offset)
+    for state in touched:
+        seen.settle(wm_key, msg.offset, state, committed)
 
 
-def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int, float]) -> None:
-    """Fold a derived or price event into its QH's state; mark the QH changed if it did."""
+def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int, float], offset: int) -> None:
+    """Fold a derived or price event into its QH's state; mark the QH changed if it did.
+
+    Asset and trading snapshots are absolute and replace what the state holds; each keeps the
+    offset it came from (a QH's snapshots share one partition, and a later one never holds
+    less), so a snapshot delivered after a newer one (Faust seeking back over a hole) is
+    ignored instead of bringing old values back."""
     kind = e["type"]
     if kind == "imbalance_price":
         qh_s = int(parse_iso(e["delivery_start"]))
@@ -778,14 +890,20 @@ def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int,
         a = state.setdefault("a", {})
         changed = False
         for s in e["assets"]:
-            new = [s["best_kw"], s["latest_kw"], s["tradeable_kw"], s["redispatched"], s["exists"]]
-            if a.get(s["asset_id"]) != new:
-                a[s["asset_id"]] = new
+            old = a.get(s["asset_id"])
+            if old is not None and len(old) > 5 and old[5] > offset:
+                continue  # older than the snapshot the state holds
+            new = [s["best_kw"], s["latest_kw"], s["tradeable_kw"], s["redispatched"], s["exists"], offset]
+            if old is None or old[:5] != new[:5]:
                 changed = True
+            a[s["asset_id"]] = new
         if changed:
             _touch(cache, qh_s, state, k, known)
     elif kind == "trading_qh":
         if e["book"] == "private":
+            if state.get("to", -1) > offset:
+                return  # older than the snapshot the state holds
+            state["to"] = offset
             snap = {"net_mwh": e["net_mwh"], "trades": e["trades"]}
             if state.get("t") == snap and state.get("has_trades"):
                 return

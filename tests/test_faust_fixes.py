@@ -1,0 +1,188 @@
+"""The Faust fixes at-least-once depends on (stream_processors/faust_fixes.py), on Faust's own
+classes: a commit must not go out before every record produced for its events is sent, and the
+offset committed must not skip a record still being processed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+
+from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from stream_processors import faust_fixes
+
+faust_fixes.install()
+TP0 = TP("exchange.public-trades", 1)
+
+
+def consumer(committed: int | None, acked: list[int], unacked: list[int] = (), gap=None) -> SimpleNamespace:
+    c = SimpleNamespace(_acked=defaultdict(list), _acked_index=defaultdict(set), _gap=defaultdict(IntervalTree),
+                        _committed_offset=defaultdict(lambda: None),
+                        _unacked_messages=[SimpleNamespace(tp=TP0, offset=o, acked=False) for o in unacked])
+    c._acked[TP0] = list(acked)
+    c._acked_index[TP0] = set(acked)
+    c._committed_offset[TP0] = committed
+    if gap:
+        c._gap[TP0].addi(*gap)
+    return c
+
+
+def new_offset(c) -> int | None:
+    return Consumer._new_offset(c, TP0)
+
+
+def test_stale_and_duplicate_acks_do_not_slow_the_commit_down():
+    # after a rebalance: entries below the committed offset and offsets acked twice
+    c = consumer(100, [50, 52, 54, 100, 101, 101, 102, 103, 105])
+    assert new_offset(c) == 104
+    assert c._acked[TP0] == [105] and c._acked_index[TP0] == {105}
+
+
+def test_the_committed_offset_still_being_processed_holds_the_commit():
+    c = consumer(100, [101, 102, 103], unacked=[100])
+    assert new_offset(c) is None  # upstream Faust committed 104 here, skipping record 100
+    c._acked[TP0].append(100)
+    c._unacked_messages.clear()
+    assert new_offset(c) == 104
+
+
+def test_a_hole_no_record_will_fill_is_sought_back_and_passed_only_if_records_never_come(monkeypatch):
+    """Record 100 was dropped on its way to the streams (or never existed): upstream committed
+    103 at once. Now the worker seeks back to 100 twice, and only then takes it as absent."""
+    now = [1000.0]
+    monkeypatch.setattr(faust_fixes.time, "monotonic", lambda: now[0])
+    faust_fixes._stuck.clear()
+    seeks: list[int] = []
+
+    async def run() -> list:
+        c = consumer(100, [101, 102])
+
+        async def seek(tp, offset):
+            seeks.append(offset)
+
+        c.seek = seek
+        results = []
+        for t in (0, 1, 4, 5, 40, 80):
+            now[0] = 1000.0 + t
+            results.append(new_offset(c))
+            await asyncio.sleep(0)
+        return results
+
+    assert asyncio.run(run()) == [None, None, None, None, None, 103]
+    assert seeks == [100, 100]
+
+
+def test_a_hole_in_the_middle_ends_the_run_and_gaps_count_as_done():
+    assert new_offset(consumer(10, [10, 11, 13])) == 12
+    assert new_offset(consumer(10, [10, 11, 14], gap=(12, 14))) == 15
+
+
+def test_nothing_acked_commits_nothing():
+    assert new_offset(consumer(10, [])) is None
+
+
+def test_the_producer_flush_waits_for_every_buffered_record():
+    """Upstream returned when no record went out within 0.1 s, records still buffered, and the
+    commit that follows the flush then went out before them."""
+    sent: list[int] = []
+
+    async def run() -> tuple[int, int]:
+        buf = ProducerBuffer()
+        buf.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+
+        async def slow_publish(fut, wait=False):  # a broker slower than 0.1 s per record
+            await asyncio.sleep(0.15)
+            sent.append(fut)
+
+        channel = SimpleNamespace(publish_message=slow_publish)
+        await buf.start()
+        try:
+            for i in range(5):
+                buf.put(SimpleNamespace(message=SimpleNamespace(channel=channel), i=i))
+            await buf.flush()
+            return len(sent), buf.size
+        finally:
+            await buf.stop()
+
+    n_sent, left = asyncio.run(asyncio.wait_for(run(), 30))
+    assert (n_sent, left) == (5, 0)
+
+
+def test_a_partition_never_committed_is_checked_against_where_it_started():
+    # upstream trusted the smallest acked offset here and committed 6, past records 0-2
+    c = consumer(None, [3, 4, 5], unacked=[0])
+    c._intraday_start = {TP0: 0}
+    assert new_offset(c) is None
+    c._acked[TP0].extend([0, 1, 2])
+    c._unacked_messages.clear()
+    assert new_offset(c) == 6
+
+
+def test_offset_sets_merge_ranges():
+    from stream_processors.app import OffsetSet
+
+    s = OffsetSet()
+    for o in (5, 7, 6, 1, 3, 2):
+        s.add(o)
+    assert (s.lo, s.hi) == ([1, 5], [3, 7])
+    assert 2 in s and 4 not in s and 8 not in s and 0 not in s
+    s.add(4)
+    assert (s.lo, s.hi) == ([1], [7])
+
+
+def test_a_trade_delivered_after_later_ones_is_counted_and_a_redelivery_is_not():
+    """A watermark of the highest absorbed offset took a record below it for a replay: a record
+    that Faust delivered after later ones of its partition (a seek back over a hole) was lost,
+    in this worker and, once the state was written, in every worker after a crash."""
+    from stream_processors.app import SeenIndex
+
+    src = "exchange.public-trades:1"
+    state = {"wm": {src: 99}}  # as recovered: every record up to 99 absorbed
+    seen = SeenIndex(SimpleNamespace(data={}))
+    seen.begin(src, 100)  # the committed offset this worker started at
+
+    def deliver(offset: int) -> bool:
+        counted = not seen.already_absorbed(src, offset, state)
+        seen.done(src, offset)
+        if counted:
+            seen.settle(src, offset, state)
+        return counted
+
+    assert not seen.already_absorbed(src, 100, state) and seen.already_absorbed(src, 99, state)
+    assert [deliver(o) for o in (100, 101, 104, 105)] == [True, True, True, True]  # 102-103: a hole
+    assert state["wm"][src] == 101 and state["xo"][src] == [104, 105]
+    # a crash now: the next worker starts again from 100 with this state
+    after = SeenIndex(SimpleNamespace(data={}))
+    after.begin(src, 100)
+    counted = []
+    for o in (100, 101, 102, 103, 104, 105):
+        c = not after.already_absorbed(src, o, state)
+        after.done(src, o)
+        if c:
+            after.settle(src, o, state)
+        counted.append(c)
+    assert counted == [False, False, True, True, False, False]  # the hole once, the rest not again
+    assert state["wm"][src] == 103 and state["xo"][src] == [104, 105]
+
+
+def test_an_asset_snapshot_delivered_after_a_newer_one_does_not_bring_old_values_back():
+    from stream_processors.app import StateCache, _apply_qh_event
+
+    cache = StateCache(SimpleNamespace(data={}))
+    qh = 1749384000
+
+    def snapshot(best_kw: float) -> dict:
+        return {"type": "asset_qh", "qh": qh, "known_at": 1.0, "assets": [
+            {"asset_id": "A", "best_kw": best_kw, "latest_kw": 1.0, "tradeable_kw": 1.0,
+             "redispatched": False, "exists": True}]}
+
+    _apply_qh_event(cache, 0, snapshot(500.0), {}, offset=10)
+    cache.dirty.clear()
+    _apply_qh_event(cache, 0, snapshot(300.0), {}, offset=7)  # older, delivered late
+    assert cache.values[f"qh|{qh}"]["a"]["A"][0] == 500.0 and not cache.dirty
+    _apply_qh_event(cache, 0, snapshot(600.0), {}, offset=12)
+    assert cache.values[f"qh|{qh}"]["a"]["A"][0] == 600.0 and cache.dirty
