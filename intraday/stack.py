@@ -30,6 +30,7 @@ PROCESSOR_TOPICS = [topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topi
                     topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CRM_CONTRACTS,
                     topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO,
                     topics.CLOCK, topics.CLOCK_BROADCAST]
+PROCESSOR_SOURCES = [t for t in PROCESSOR_TOPICS if t in topics.SOURCE_TOPICS]  # what the replay publishes
 
 
 @dataclass
@@ -179,6 +180,12 @@ class Stack:
         committed = committed_offsets(self.services.bootstrap, PROCESSOR_GROUP, list(hw))
         total = sum(hw.values())
         return sum(min(committed.get(tp, 0), n) for tp, n in hw.items()) / total if total else 1.0
+
+    def processed_fraction(self, names: list[str] | None = None) -> float:
+        """Share of the records on ``names`` (default: the source topics the processors read)
+        that the processors have committed: how far a replay has got."""
+        assert self.services is not None
+        return self.processed_share(high_watermarks(self.services.bootstrap, names or PROCESSOR_SOURCES))
 
     def wait_drained(self, timeout: float, stable_checks: int = 3, interval: float = 0.3,
                      on_wait=None) -> float:

@@ -206,15 +206,6 @@ def _decode_batch(emitter: Emitter, evs: list, expected: frozenset[str], on_pois
                 on_poison(msg)
 
 
-def _committed(app: faust.App, msg: Any) -> int | None:
-    """The committed offset of the record's partition (or where a never-committed one started)."""
-    consumer = app.consumer
-    offset = consumer._committed_offset.get(msg.tp)
-    if offset is None:
-        offset = consumer.__dict__.get("_intraday_start", {}).get(msg.tp)
-    return offset
-
-
 def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str = "intraday-processors",
                web_port: int = 6066, alert_config: AlertConfig | None = None,
                retention_days: float = 4.0, fetch_wait_ms: int = 50) -> faust.App:
@@ -322,17 +313,16 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     @app.agent(raw_topic(topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CLOCK_BROADCAST),
                name="trading")
     async def trading(stream):
-        def passed(msg: Any) -> None:  # a record of a trade source, done whatever came of it
+        def finished(msg: Any, touched: tuple | list = ()) -> None:  # a trade record, whatever came of it
             if msg.topic != topics.CLOCK_BROADCAST:
-                source = f"{msg.topic}:{msg.partition}"
-                committed = _committed(app, msg)
-                seen_index.begin(source, msg.offset if committed is None else committed)
-                seen_index.done(source, msg.offset)
+                seen_index.finish(f"{msg.topic}:{msg.partition}", msg.offset,
+                                  faust_fixes.reference_offset(app.consumer, msg.tp), touched)
 
         async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             cache = StateCache(trading_state)
             known: dict[str, float] = {}
-            for msg, e in _decode_batch(emitter, evs, trade_types, on_poison=passed):
+            for msg, e in _decode_batch(emitter, evs, trade_types, on_poison=finished):
+                touched: list[dict] = []
                 try:
                     if e["type"] == "clock":
                         cutoff = trade_retention.tick(msg.partition, parse_iso(e["now"]))
@@ -345,11 +335,11 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
                         emitter.dead_letter(msg.topic, msg, "older than the processors' state retention "
                                                             "(INTRADAY_STATE_RETENTION_DAYS)")
                         continue
-                    _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known, _committed(app, msg))
+                    touched = _apply_trade_event(cache, seen_index, emitter, partitions, msg, e, known)
                 except (KeyError, TypeError, ValueError) as exc:
                     emitter.dead_letter(msg.topic, msg, f"invalid {e.get('type')} event: {exc!r}")
                 finally:
-                    passed(msg)
+                    finished(msg, touched)
             src_ms = batch_source_ms(evs)
             for key in cache.dirty:
                 book, qh_text = key.split("|")
@@ -640,11 +630,14 @@ class SeenIndex:
     # end of the unbroken run of records it has processed from the committed offset it started
     # at, so it never claims a record that is still missing; a record past a hole goes to "xo"
     # until the hole is filled.
-    def begin(self, source: str, committed: int) -> None:
-        self.start.setdefault(source, committed)
-
-    def done(self, source: str, offset: int) -> None:
+    def finish(self, source: str, offset: int, committed: int | None, touched=()) -> None:
+        """Mark a record of ``source`` done, whatever came of it, and record in each state it
+        changed (``touched``) that the state holds it. ``committed``: the partition's committed
+        offset (:func:`faust_fixes.reference_offset`)."""
+        self.start.setdefault(source, offset if committed is None else committed)
         self.processed[source].add(offset)
+        for state in touched:
+            self._settle(source, offset, state, committed)
 
     def frontier(self, source: str, committed: int | None = None) -> int:
         """The last offset up to which every record of ``source`` is done; records below the
@@ -660,8 +653,7 @@ class SeenIndex:
         return (offset <= state.get("wm", {}).get(source, -1) or offset in state.get("xo", {}).get(source, ())
                 or offset in self.processed[source])
 
-    def settle(self, source: str, offset: int, state: dict, committed: int | None = None) -> None:
-        """Record in ``state`` that it absorbed ``offset`` (call after :meth:`done`)."""
+    def _settle(self, source: str, offset: int, state: dict, committed: int | None) -> None:
         wm = state.setdefault("wm", {})
         mark = wm[source] = max(wm.get(source, -1), self.frontier(source, committed))
         xo = state.setdefault("xo", {})
@@ -816,13 +808,14 @@ def _check_feeds(feeds: StateCache, table: Any, partition: int, partitions: int,
 
 
 def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, partitions: int,
-                       msg: Any, e: dict, known: dict[str, float], committed: int | None = None) -> None:
-    """Apply a trade (or a forwarded slice) exactly once per trade id, crash-safe.
+                       msg: Any, e: dict, known: dict[str, float]) -> list[dict]:
+    """Apply a trade (or a forwarded slice) exactly once per trade id, crash-safe; returns the
+    states it changed (the caller then marks the record done: :meth:`SeenIndex.finish`).
 
     ``seen`` holds the source position of each id's first occurrence: a later occurrence at
     another position is a re-sent duplicate and is ignored; the same position again is a
     redelivery, which each (book, QH) state absorbs only if it does not hold that record yet
-    (:meth:`SeenIndex.already_absorbed`, see :meth:`SeenIndex.begin`).
+    (:meth:`SeenIndex.already_absorbed`, see :meth:`SeenIndex.finish`).
     """
     book = e["book"]
     pos = f"{msg.topic}:{msg.partition}:{msg.offset}"
@@ -835,15 +828,14 @@ def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, par
         slices = qh_slices(int(parse_iso(e["delivery_start"])), int(parse_iso(e["delivery_end"])))
     group = f"{book}|{slices[0] - slices[0] % HOUR_S}"
     if seen.first(group, ident, pos, msg.partition) != pos:
-        return  # a duplicate of an id already counted
+        return []  # a duplicate of an id already counted
     side = e.get("side") if book == "private" else None
     volume = float(e["volume_mw"])
     price = float(e["price_eur_mwh"])
     execution_s = parse_iso(e["execution_time"])
     home_hour = slices[0] - slices[0] % HOUR_S if e["type"] == "trade" else None
     wm_key = f"{msg.topic}:{msg.partition}"
-    seen.begin(wm_key, msg.offset if committed is None else committed)
-    touched = []
+    touched: list[dict] = []
     for qh_s in slices:
         if home_hour is not None and qh_s - qh_s % HOUR_S != home_hour:
             # a multi-hour product: the slice belongs to another hour's owner
@@ -861,9 +853,7 @@ def _apply_trade_event(cache: StateCache, seen: SeenIndex, emitter: Emitter, par
         touched.append(state)
         cache.mark(key)
         known[key] = max(known.get(key, 0), t_known)
-    seen.done(wm_key, msg.offset)
-    for state in touched:
-        seen.settle(wm_key, msg.offset, state, committed)
+    return touched
 
 
 def _apply_qh_event(cache: StateCache, partition: int, e: dict, known: dict[int, float], offset: int) -> None:

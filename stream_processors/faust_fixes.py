@@ -51,9 +51,16 @@ FLUSH_REPORT_S = 10.0
 _held: dict = {}
 
 
-def _pending(consumer, tp, offset: int) -> bool:  # type: ignore[no-untyped-def]
-    """Whether the record at ``offset`` was delivered to this worker and is not yet acked."""
-    return any(m.tp == tp and m.offset == offset and not m.acked for m in list(consumer._unacked_messages))
+def reference_offset(consumer, tp) -> int | None:  # type: ignore[no-untyped-def]
+    """The partition's committed offset or, if none yet, the start the last seek went to
+    (:func:`install`'s ``perform_seek``): every record below it is done."""
+    offset = consumer._committed_offset.get(tp)
+    return consumer.__dict__.get("_intraday_start", {}).get(tp) if offset is None else offset
+
+
+def _in_progress(consumer, tp, lo: int, hi: int) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a record of ``tp`` in ``[lo, hi)`` was delivered to this worker and is not yet acked."""
+    return any(m.tp == tp and lo <= m.offset < hi and not m.acked for m in list(consumer._unacked_messages))
 
 
 def _report_hold(tp, offset: int) -> None:  # type: ignore[no-untyped-def]
@@ -79,8 +86,7 @@ def _heal_hole(consumer, tp, committed: int, offsets: list[int]) -> bool:  # typ
 
     True when the records are taken not to exist: ``MAX_HEAL_SEEKS`` seeks back did not bring
     them (e.g. deleted by retention); the commit may then pass over them."""
-    if any(m.tp == tp and committed <= m.offset < offsets[0] and not m.acked
-           for m in list(consumer._unacked_messages)):
+    if _in_progress(consumer, tp, committed, offsets[0]):
         _stuck.pop(tp, None)
         return False
     now = time.monotonic()
@@ -145,9 +151,7 @@ def install() -> None:
 
     def _new_offset(self, tp):  # type: ignore[no-untyped-def]
         acked = self._acked[tp]
-        committed = self._committed_offset[tp]
-        if committed is None:  # nothing committed yet: the start the last seek went to
-            committed = self.__dict__.get("_intraday_start", {}).get(tp)
+        committed = reference_offset(self, tp)
         if not acked or committed is None:  # no reference point
             return upstream_new_offset(self, tp)
         gap = self._gap[tp]  # offsets the broker never delivered count as done, as upstream
@@ -161,7 +165,7 @@ def install() -> None:
         offsets = sorted({o for o in acked if o >= committed})
         start = committed
         if offsets and offsets[0] > committed:
-            if offsets[0] == committed + 1 and _pending(self, tp, committed):
+            if offsets[0] == committed + 1 and _in_progress(self, tp, committed, committed + 1):
                 _report_hold(tp, committed)
             elif _heal_hole(self, tp, committed, offsets):
                 start = offsets[0]

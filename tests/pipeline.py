@@ -6,15 +6,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from intraday import topics as t
 from intraday.config import Settings
-from intraday.kafka import committed_offsets, high_watermarks
-from intraday.stack import PROCESSOR_GROUP, Stack, replay_until_drained
+from intraday.stack import Stack, replay_until_drained
 from producers.parsers import parse_day
 from sink.export import export
-
-SOURCE_TOPICS = [t.FORECASTS, t.LIVE_INFEED, t.DSO_FINAL, t.DSO_REDISPATCH, t.PRIVATE_TRADES, t.PUBLIC_TRADES,
-                 t.IMBALANCE_PRICES, t.CRM_CONTRACTS]
 
 
 def run_pipeline(day_dir: Path, settings: Settings, out_dir: Path, *,
@@ -33,16 +28,6 @@ def run_pipeline(day_dir: Path, settings: Settings, out_dir: Path, *,
         return {"published": stats.published, "counts": counts, "rejections": parsed.rejections}
     finally:
         stack.stop()
-
-
-def processed_fraction(stack: Stack, topics: list[str] | None = None) -> float:
-    """Share of the records on ``topics`` (default: the processors' source topics) that the
-    processors have committed."""
-    bs = stack.services.bootstrap
-    hw = high_watermarks(bs, topics or SOURCE_TOPICS)
-    committed = committed_offsets(bs, PROCESSOR_GROUP, list(hw))
-    total = sum(hw.values())
-    return sum(committed.get(tp, 0) for tp in hw) / total if total else 1.0
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

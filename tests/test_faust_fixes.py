@@ -143,28 +143,18 @@ def test_a_trade_delivered_after_later_ones_is_counted_and_a_redelivery_is_not()
     src = "exchange.public-trades:1"
     state = {"wm": {src: 99}}  # as recovered: every record up to 99 absorbed
     seen = SeenIndex(SimpleNamespace(data={}))
-    seen.begin(src, 100)  # the committed offset this worker started at
 
-    def deliver(offset: int) -> bool:
-        counted = not seen.already_absorbed(src, offset, state)
-        seen.done(src, offset)
-        if counted:
-            seen.settle(src, offset, state)
+    def deliver(index, offset: int) -> bool:  # what the trading agent does per record
+        counted = not index.already_absorbed(src, offset, state)
+        index.finish(src, offset, 100, [state] if counted else [])  # 100: the committed offset
         return counted
 
     assert not seen.already_absorbed(src, 100, state) and seen.already_absorbed(src, 99, state)
-    assert [deliver(o) for o in (100, 101, 104, 105)] == [True, True, True, True]  # 102-103: a hole
+    assert [deliver(seen, o) for o in (100, 101, 104, 105)] == [True, True, True, True]  # 102-103: a hole
     assert state["wm"][src] == 101 and state["xo"][src] == [104, 105]
     # a crash now: the next worker starts again from 100 with this state
     after = SeenIndex(SimpleNamespace(data={}))
-    after.begin(src, 100)
-    counted = []
-    for o in (100, 101, 102, 103, 104, 105):
-        c = not after.already_absorbed(src, o, state)
-        after.done(src, o)
-        if c:
-            after.settle(src, o, state)
-        counted.append(c)
+    counted = [deliver(after, o) for o in (100, 101, 102, 103, 104, 105)]
     assert counted == [False, False, True, True, False, False]  # the hole once, the rest not again
     assert state["wm"][src] == 103 and state["xo"][src] == [104, 105]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from compare import assert_results_equal
-from pipeline import processed_fraction, record_fault, recovery_time, run_pipeline, sink_position, wait_for
+from pipeline import record_fault, recovery_time, run_pipeline, sink_position, wait_for
 from reference import compute_reference
 
 from intraday.generate import generate_day
@@ -126,17 +126,17 @@ def test_a_worker_killed_three_times_mid_replay_loses_and_double_counts_nothing(
     kills = []
 
     def kill_loop(stack):
-        wait_for(lambda: processed_fraction(stack) > 0.15, 180, "15% processed", interval=0.01)
+        wait_for(stack.processed_fraction > 0.15, 180, "15% processed", interval=0.01)
         for i in range(3):
             worker = stack.children[-1]
-            frac = processed_fraction(stack)
+            frac = stack.processed_fraction()
             t0 = time.monotonic()
             worker.kill()  # SIGKILL: no shutdown, no final commit
             stack.children.remove(worker)
             stack.start_worker(f"worker-restarted-{i}")
             kills.append(frac)
             record_fault("worker kill loop", f"worker SIGKILL {i + 1}/3, restarted", frac,
-                         recovery_time(t0, lambda: processed_fraction(stack), frac, 180,
+                         recovery_time(t0, stack.processed_fraction, frac, 180,
                                        "the restarted worker to get past the kill", complete=1.0))
 
     out = tmp_path / "out"
@@ -225,25 +225,25 @@ def test_workers_joining_leaving_and_crashing_mid_replay_give_the_reference(busy
 
     def rebalance(stack):
         first = stack.children[-1]
-        wait_for(lambda: processed_fraction(stack) > 0.1, 120, "10% processed", interval=0.01)
-        marks.append(processed_fraction(stack))
+        wait_for(stack.processed_fraction > 0.1, 120, "10% processed", interval=0.01)
+        marks.append(stack.processed_fraction())
         before = assignments(first)
         second = stack.start_worker("worker-2")
         wait_for(lambda: assignments(second) >= 1 and assignments(first) > before, 120,
                  "the second worker to join and take partitions", interval=0.05)
-        marks.append(processed_fraction(stack))
+        marks.append(stack.processed_fraction())
         before = assignments(first)
         second.stop()
         stack.children.remove(second)
         wait_for(lambda: assignments(first) > before, 120, "the first worker to take every partition back",
                  interval=0.05)
-        marks.append(processed_fraction(stack))
+        marks.append(stack.processed_fraction())
         t0 = time.monotonic()
         first.kill()
         stack.children.remove(first)
         stack.start_worker("worker-restarted")
         record_fault("workers join/leave/crash", "second worker joined, left; first SIGKILLed", marks[-1],
-                     recovery_time(t0, lambda: processed_fraction(stack), marks[-1], 180,
+                     recovery_time(t0, stack.processed_fraction, marks[-1], 180,
                                    "the restarted worker to get past the kill", complete=1.0))
 
     out = tmp_path / "out"
@@ -264,8 +264,8 @@ def test_a_broker_restart_mid_replay_is_detected_and_rebuilt_from_the_files(day,
     def stop_broker(stack):
         # early, so that a slow probe of the progress (it reads every partition's tail) cannot
         # miss the window on a loaded machine
-        wait_for(lambda: processed_fraction(stack) > 0.1, 120, "10% processed", interval=0.01)
-        seen["fraction"] = processed_fraction(stack)
+        wait_for(stack.processed_fraction > 0.1, 120, "10% processed", interval=0.01)
+        seen["fraction"] = stack.processed_fraction()
         seen["bootstrap"] = stack.services.bootstrap
         seen["t0"] = time.monotonic()
         stack.services.broker.proc.terminate()
@@ -328,7 +328,7 @@ def test_a_sink_killed_mid_run_and_restarted_leaves_the_database_equal(day, tmp_
         with psycopg.connect(fresh_db, autocommit=True) as conn:
             wait_for(lambda: conn.execute("SELECT count(*) FROM asset_qh").fetchone()[0] > 100, 120,
                      "the sink to write its first rows", interval=0.01)
-        before, frac, t0 = sink_position(fresh_db), processed_fraction(stack), time.monotonic()
+        before, frac, t0 = sink_position(fresh_db), stack.processed_fraction(), time.monotonic()
         sink.kill()
         stack.children.remove(sink)
         stack.start_sink()
@@ -364,10 +364,10 @@ def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path
         def stop_and_restart(stack):
             sink = next(c for c in stack.children if c.name == "sink")
             wait_for(lambda: sink_position(url) > 0, 120, "the sink's first commit", interval=0.01)
-            before, frac, t0 = sink_position(url), processed_fraction(stack), time.monotonic()
+            before, frac, t0 = sink_position(url), stack.processed_fraction(), time.monotonic()
             pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
             # results keep coming while the database is down, and the sink must have met the outage
-            wait_for(lambda: processed_fraction(stack) > frac or processed_fraction(stack) == 1.0, 120,
+            wait_for(stack.processed_fraction > frac or stack.processed_fraction() == 1.0, 120,
                      "the processors to produce results during the outage")
             wait_for(lambda: "database write failed" in sink.tail(200), 60, "the sink to meet the outage")
             seen["down_s"] = time.monotonic() - t0
