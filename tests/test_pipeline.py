@@ -126,7 +126,7 @@ def test_a_worker_killed_three_times_mid_replay_loses_and_double_counts_nothing(
     kills = []
 
     def kill_loop(stack):
-        wait_for(stack.processed_fraction > 0.15, 180, "15% processed", interval=0.01)
+        wait_for(lambda: stack.processed_fraction() > 0.15, 180, "15% processed", interval=0.01)
         for i in range(3):
             worker = stack.children[-1]
             frac = stack.processed_fraction()
@@ -225,7 +225,7 @@ def test_workers_joining_leaving_and_crashing_mid_replay_give_the_reference(busy
 
     def rebalance(stack):
         first = stack.children[-1]
-        wait_for(stack.processed_fraction > 0.1, 120, "10% processed", interval=0.01)
+        wait_for(lambda: stack.processed_fraction() > 0.1, 120, "10% processed", interval=0.01)
         marks.append(stack.processed_fraction())
         before = assignments(first)
         second = stack.start_worker("worker-2")
@@ -264,7 +264,7 @@ def test_a_broker_restart_mid_replay_is_detected_and_rebuilt_from_the_files(day,
     def stop_broker(stack):
         # early, so that a slow probe of the progress (it reads every partition's tail) cannot
         # miss the window on a loaded machine
-        wait_for(stack.processed_fraction > 0.1, 120, "10% processed", interval=0.01)
+        wait_for(lambda: stack.processed_fraction() > 0.1, 120, "10% processed", interval=0.01)
         seen["fraction"] = stack.processed_fraction()
         seen["bootstrap"] = stack.services.bootstrap
         seen["t0"] = time.monotonic()
@@ -367,7 +367,7 @@ def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path
             before, frac, t0 = sink_position(url), stack.processed_fraction(), time.monotonic()
             pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
             # results keep coming while the database is down, and the sink must have met the outage
-            wait_for(stack.processed_fraction > frac or stack.processed_fraction() == 1.0, 120,
+            wait_for(lambda: stack.processed_fraction() > frac or stack.processed_fraction() == 1.0, 120,
                      "the processors to produce results during the outage")
             wait_for(lambda: "database write failed" in sink.tail(200), 60, "the sink to meet the outage")
             seen["down_s"] = time.monotonic() - t0
