@@ -475,7 +475,8 @@ class Bench:
                         self.sources_consumed_at = time.monotonic()
             try:
                 hw = high_watermarks(stack.services.bootstrap, PROCESSOR_TOPICS)
-                drained = stack.drained()
+                # every end-of-input barrier of the last replay in the database (Stack.missing_barriers)
+                drained = stack.last_replay_id is not None and stack.missing_barriers(stack.last_replay_id) == 0
             except BrokerError as exc:
                 # intraday.kafka.true_end_offsets gives up after 30 s when the broker is saturated;
                 # and the check is repeated (as Stack.wait_drained does), recorded for the results
@@ -512,7 +513,9 @@ class Bench:
 
         cls = replayer_cls or Replayer
         rp = cls(producer(stack.services.bootstrap), stack.settings.partitions, progress=False)
-        return rp.replay(records, speed, from_s=from_s, to_s=to_s)
+        stats = rp.replay(records, speed, from_s=from_s, to_s=to_s)
+        stack.last_replay_id = stats.replay_id  # what the drain waits for
+        return stats
 
     # -- profile --------------------------------------------------------------------------------
 
@@ -599,13 +602,11 @@ def summarise_profile(raw: str, seconds: float, rate: int, logtext: str = "") ->
     inclusive: Counter = Counter()
     total = 0
     markers = {
-        "agent assets (by asset)": ("assets", "stream_processors/app.py"),
-        "agent trading (by delivery hour)": ("trading", "stream_processors/app.py"),
-        "agent qh (imbalance per QH)": ("qh", "stream_processors/app.py"),
-        "decode events (_decode_batch)": ("_decode_batch", "stream_processors/app.py"),
-        "emit results (Emitter.send)": ("Emitter.send", "stream_processors/app.py"),
-        "table writes + changelog (StateCache.flush)": ("StateCache.flush", "stream_processors/app.py"),
-        "rules (intraday/rules.py)": (None, "intraday/rules.py"),
+        "agent batches (agents.py)": ("body", "stream_processors/agents.py"),
+        "decode events (core.decode)": ("decode", "stream_processors/core.py"),
+        "emit and confirm results (Emitter)": (None, "stream_processors/shell.py"),
+        "table writes + changelog (Cache.flush)": ("flush", "stream_processors/agents.py"),
+        "rules (stream_processors/core.py)": (None, "stream_processors/core.py"),
         "faust stream iteration (take_events)": ("take_events", "faust/"),
         "aiokafka fetch/produce": (None, "aiokafka/"),
         "sink write_batch": ("write_batch", "sink/sink.py"),
@@ -928,6 +929,7 @@ def run_latency(b: Bench, assets: int, trades: int) -> dict[str, Any]:
         rp = TimedReplayer(producer(run.stack.services.bootstrap), run.stack.settings.partitions, progress=False)
         rp.prepare(chosen)
         stats = rp.replay(records, 60, from_s=from_s, to_s=to_s)
+        run.stack.last_replay_id = stats.replay_id
         if rp._i != stats.published:
             raise RuntimeError(f"timed {rp._i} of {stats.published} published records")
         b.wait_drained(run.stack, b.args.drain_timeout)

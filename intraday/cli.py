@@ -216,6 +216,7 @@ def cmd_run(args, settings: Settings) -> int:
                                      until_drained=args.until_drained, timeout=args.timeout,
                                      workers=args.workers)
         log.info("%d events in %.1fs end to end", stats.published, time.monotonic() - t0)
+        refused = stack.refused() if args.until_drained else []
         if args.export:
             from sink.export import export
 
@@ -223,7 +224,14 @@ def cmd_run(args, settings: Settings) -> int:
             log.info("exported %s", ", ".join(f"{k}: {v} rows" for k, v in counts.items()))
     finally:
         stack.stop()
-    return _quarantine_exit(parsed)
+    code = _quarantine_exit(parsed)
+    if refused:
+        total = sum(n for *_, n in refused)
+        for stage, topic, reason, n in refused:
+            print(f"refused by the {stage}: {n} records of {topic}: {reason}", file=sys.stderr)
+        print(f"intraday: {total} records were refused after parsing (see the quarantine table)", file=sys.stderr)
+        return EXIT_QUARANTINED
+    return code
 
 
 def cmd_replay(args, settings: Settings) -> int:
@@ -415,6 +423,8 @@ def cmd_alerts(args, settings: Settings) -> int:
                     at_end.add(m.partition())
                 continue
             a = orjson.loads(m.value())
+            if a.get("type") != "alert":
+                continue  # a replay's end-of-input barrier
             ident = (a.get("alert_id"), a.get("status"))
             if ident in seen:
                 continue  # at-least-once delivery: show each alert state once

@@ -30,6 +30,7 @@ line, reason, raw, topic}``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -65,3 +66,23 @@ def decode(raw: bytes | None, expected_types: frozenset[str] | None = None) -> d
 def dlq_record(source_file: str, line: int, reason: str, raw: str, topic: str) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "source_file": source_file, "line": line,
             "reason": reason, "raw": raw[:2000], "topic": topic}
+
+
+_FILE_TIME = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})[T_](\d{4,9})")
+
+
+def file_time_key(source_file: str) -> str:
+    """The production time in a file name as sortable text (files are ordered by it, then by
+    name, as the batch reference reads them): ``..._20250608T150344509Z.csv`` -> ``20250608150344509``.
+
+    >>> file_time_key("exchange/Private_Trades-20250608-20250608T150344509Z.csv")
+    '20250608150344509'
+    """
+    found = _FILE_TIME.findall(source_file.rsplit("/", 1)[-1])
+    return "".join(found[-1]).ljust(17, "0") if found else ""
+
+
+def occurrence_order(source_file: str, source_line: int) -> str:
+    """Sortable text of where a record stands among the day's files: file-name time, file, line.
+    The first occurrence of a re-sent trade id is the smallest (domain.md 3)."""
+    return f"{file_time_key(source_file)}|{source_file}|{source_line:09d}"

@@ -26,10 +26,7 @@ class BrokerRestarted(RuntimeError):
     """The embedded broker went away: its topics (memory only) are lost."""
 
 PROCESSOR_GROUP = "intraday-processors"
-PROCESSOR_TOPICS = [topics.FORECASTS, topics.LIVE_INFEED, topics.DSO_FINAL, topics.DSO_REDISPATCH,
-                    topics.PRIVATE_TRADES, topics.PUBLIC_TRADES, topics.TRADE_SLICES, topics.CRM_CONTRACTS,
-                    topics.ASSET_QH, topics.TRADING_QH, topics.IMBALANCE_PRICES, topics.PORTFOLIO,
-                    topics.CLOCK, topics.CLOCK_BROADCAST]
+PROCESSOR_TOPICS = list(topics.PROCESSOR_INPUTS)
 PROCESSOR_SOURCES = [t for t in PROCESSOR_TOPICS if t in topics.SOURCE_TOPICS]  # what the replay publishes
 
 
@@ -68,6 +65,7 @@ class Stack:
     settings: Settings
     services: Services | None = None
     children: list[Child] = field(default_factory=list)
+    last_replay_id: str | None = None  # of the last replay published through this stack
 
     @property
     def embedded(self) -> bool:
@@ -152,27 +150,21 @@ class Stack:
                 raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}; "
                                    f"last log lines:\n{child.tail()}")
 
-    def drained(self) -> bool:
-        """True when every consumer group has committed up to the end of every topic it reads
-        and the database holds the sink's last batch."""
+    def missing_barriers(self, replay_id: str) -> int:
+        """How many end-of-input barriers of the replay the database does not hold yet: 0 means
+        every result of every record published before them is in the database (they travel
+        behind the results through every agent and are written in the sink's transaction)."""
         from sink.db import connect
-        from sink.sink import SINK_GROUP, SINK_TOPICS
+        from sink.sink import SINK_TOPICS
 
         assert self.services is not None
-        bs = self.services.bootstrap
-        hw = high_watermarks(bs, sorted(set(PROCESSOR_TOPICS) | set(SINK_TOPICS)))
-        proc_tps = [tp for tp in hw if tp[0] in PROCESSOR_TOPICS]
-        sink_tps = [tp for tp in hw if tp[0] in SINK_TOPICS]
-        pc = committed_offsets(bs, PROCESSOR_GROUP, proc_tps)
-        if any(pc.get(tp, 0) < hw[tp] for tp in proc_tps):
-            return False
-        sc = committed_offsets(bs, SINK_GROUP, sink_tps)
-        if any(sc.get(tp, 0) < hw[tp] for tp in sink_tps):
-            return False
+        n = self.settings.partitions
+        expected = {(t, p, o) for t in SINK_TOPICS for p in range(topics.partition_count(t, n))
+                    for o in topics.expected_origins(t, n)}
         with connect(self.services.database_url) as conn:
-            progress = {(t, p): o for t, p, o in conn.execute(
-                "SELECT topic, partition, next_offset FROM sink_progress")}
-        return all(progress.get(tp, 0) >= hw[tp] for tp in sink_tps if hw[tp] > 0)
+            have = set(conn.execute("SELECT topic, partition, origin FROM drain_markers WHERE replay_id = %s",
+                                    (replay_id,)).fetchall())
+        return len(expected - have)
 
     def processed_share(self, hw: dict[tuple[str, int], int]) -> float:
         """Share of the records on the processors' topics their group has committed."""
@@ -187,47 +179,44 @@ class Stack:
         assert self.services is not None
         return self.processed_share(high_watermarks(self.services.bootstrap, names or PROCESSOR_SOURCES))
 
-    def wait_drained(self, timeout: float, stable_checks: int = 3, interval: float = 0.3,
-                     on_wait=None) -> float:
-        """Wait until :meth:`drained` holds on ``stable_checks`` consecutive checks with no new
-        records in between (the chain of derived topics is then quiet); returns seconds waited."""
+    def wait_drained(self, replay_id: str, timeout: float, interval: float = 0.2, on_wait=None) -> float:
+        """Wait until the database holds every barrier of the replay (:meth:`missing_barriers`);
+        returns seconds waited. Raises if a process died or ``timeout`` passed."""
         t0 = time.monotonic()
-        ok = 0
-        last_hw = None
         next_report = t0 + 5.0
         while True:
             self.check_children()
-            assert self.services is not None
             try:
-                hw = high_watermarks(self.services.bootstrap, PROCESSOR_TOPICS)
-                drained = self.drained()
-            except Exception as exc:  # noqa: BLE001 - a broker that went away is told apart below
-                if self.broker_lost(wait_s=2.0):
-                    raise BrokerRestarted("the embedded broker exited; its topics are gone") from None
-                # a saturated broker can miss a probe's deadline: not drained yet, look again
+                missing = self.missing_barriers(replay_id)
+            except Exception as exc:  # noqa: BLE001 - a database restart: look again
                 log.info("drain check did not complete (%s); checking again", exc)
-                ok, last_hw = 0, None
-                if time.monotonic() - t0 > timeout:
-                    raise TimeoutError(f"not drained after {timeout:.0f}s") from None
-                time.sleep(interval)
-                continue
-            if drained and hw == last_hw:
-                ok += 1
-                if ok >= stable_checks:
-                    return time.monotonic() - t0
-            else:
-                ok = 0
-            last_hw = hw
+                missing = -1
+            if missing == 0:
+                return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
-                raise TimeoutError(f"not drained after {timeout:.0f}s")
+                raise TimeoutError(f"not drained after {timeout:.0f}s: {missing} end-of-input barriers "
+                                   "not in the database")
             if time.monotonic() >= next_report:  # say what is happening while the processors work
                 next_report += 5.0
-                done = self.processed_share(hw)
-                log.info("waiting for the processors and the sink: %.0f%% of the source records processed, "
-                         "%.0fs so far", done * 100, time.monotonic() - t0)
+                try:
+                    done = f"{self.processed_fraction() * 100:.0f}% of the source records processed"
+                except Exception:  # noqa: BLE001 - progress is a courtesy
+                    done = "progress unknown"
+                log.info("waiting for the processors and the sink: %s, %d barriers to go, %.0fs so far",
+                         done, missing, time.monotonic() - t0)
             if on_wait:
                 on_wait()
             time.sleep(interval)
+
+    def refused(self) -> list[tuple[str, str, str, int]]:
+        """Records refused after parsing (by the processors or the sink): stage, topic, reason, count."""
+        from sink.db import connect
+
+        assert self.services is not None
+        with connect(self.services.database_url) as conn:
+            return [tuple(r) for r in conn.execute(
+                "SELECT stage, topic, split_part(reason, ':', 1), count(*) FROM quarantine "
+                "WHERE stage <> 'input' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()]
 
 
 def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None):
@@ -238,6 +227,7 @@ def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None):
     rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
     rp.publish_rejections(parsed.rejections)
     stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
+    stack.last_replay_id = stats.replay_id
     log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
              stats.published / stats.wall_s if stats.wall_s else 0)
     return stats
@@ -262,7 +252,7 @@ def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None,
                 during(stack)
                 during = None
             if until_drained:
-                waited = stack.wait_drained(timeout)
+                waited = stack.wait_drained(stats.replay_id, timeout)
                 log.info("drained %.1fs after the replay", waited)
             if stack.broker_lost():
                 raise BrokerRestarted("the embedded broker exited")

@@ -7,9 +7,10 @@ Names of source topics and ``imbalance.alerts`` are part of the outside contract
 Partitioning (why each key goes where):
 - ``vpp.*`` and ``dso.*``: key asset_id, so one asset's forecasts, live samples, finals and
   redispatch flags meet in one partition: the asset processor needs no repartition.
-- ``exchange.*``: key delivery_start (contract), but the partition is chosen from the delivery
-  *hour*, so an hourly trade and the quarter-hour trades it overlaps meet in one partition and a
-  QH's trading state has exactly one owner.
+- ``exchange.*``: key delivery_start (contract), but the partition is chosen from the *trade id*,
+  so every copy of a trade id meets in one partition, whatever its delivery period: a re-sent id
+  counts once per book (domain.md 3). Each trade partition sends its own sums per (book, QH)
+  (``derived.trading-partials``); the QH processor adds the partitions' sums.
 - ``imbalance.prices`` and every ``derived.*`` topic read by the QH processor: key and partition
   by delivery_start, so prices, asset results and trading results of a QH meet in one partition.
 - master data (``crm.contracts``, ``vpp.technical-data``), ``replay.clock`` and DLQs: 1 partition,
@@ -37,7 +38,7 @@ CLOCK = "replay.clock"
 # derived topics between the processors and the sink
 ASSET_QH = "derived.asset-qh"            # key delivery_start: per-QH bundle of asset states
 TRADING_QH = "derived.trading-qh"        # key delivery_start: trading metrics per QH and book
-TRADE_SLICES = "derived.trade-slices"    # key delivery_start: slices of multi-hour products
+TRADING_PARTIALS = "derived.trading-partials"  # key delivery_start: one trade partition's sums per (book, QH)
 PORTFOLIO = "derived.portfolio"          # broadcast to every partition: portfolio membership
 QH_RESULTS = "derived.qh-results"        # key delivery_start: asset imbalance + portfolio rows
 CLOCK_BROADCAST = "derived.clock"        # replay.clock copied to every partition: "now" for all
@@ -46,7 +47,7 @@ SOURCE_TOPICS = (
     FORECASTS, LIVE_INFEED, TECHNICAL_DATA, PRIVATE_TRADES, PUBLIC_TRADES, IMBALANCE_PRICES,
     DSO_FINAL, DSO_REDISPATCH, DSO_COMPENSATION, CRM_CONTRACTS,
 )
-DERIVED_TOPICS = (ASSET_QH, TRADING_QH, TRADE_SLICES, PORTFOLIO, QH_RESULTS, CLOCK_BROADCAST)
+DERIVED_TOPICS = (ASSET_QH, TRADING_QH, TRADING_PARTIALS, PORTFOLIO, QH_RESULTS, CLOCK_BROADCAST)
 SINGLE_PARTITION = {TECHNICAL_DATA, CRM_CONTRACTS, CLOCK, DSO_COMPENSATION}
 
 
@@ -68,7 +69,7 @@ def all_topics(partitions: int) -> list[TopicSpec]:
     specs = []
     for name in (*SOURCE_TOPICS, ALERTS, CLOCK, *DERIVED_TOPICS):
         specs.append(TopicSpec(name, 1 if name in SINGLE_PARTITION else partitions))
-    specs.extend(TopicSpec(dlq(t), 1) for t in (*SOURCE_TOPICS, *DERIVED_TOPICS))
+    specs.extend(TopicSpec(dlq(t), 1) for t in (*SOURCE_TOPICS, CLOCK, *DERIVED_TOPICS))
     return specs
 
 
@@ -117,7 +118,60 @@ def partition_for(key: str, partitions: int) -> int:
     return p
 
 
-def trade_partition(delivery_start_s: int, partitions: int) -> int:
-    """Partition of a trade: by its delivery hour (see module docstring)."""
-    from intraday.qh import iso
-    return partition_for(iso(delivery_start_s - delivery_start_s % 3600), partitions)
+def trade_partition(trade_id: str, partitions: int) -> int:
+    """Partition of a trade: by its trade id (see module docstring)."""
+    return partition_for(trade_id, partitions)
+
+
+def partition_count(topic: str, partitions: int) -> int:
+    return 1 if topic in SINGLE_PARTITION or topic.endswith(".dlq") else partitions
+
+
+# --------------------------------------------------------------------------------------------
+# The processors' topology: which agent reads and writes what. The end-of-input barrier travels
+# along it (see ``expected_origins``), and the Faust app and the drain check both read it here.
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    aligned: bool = False  # forwards one barrier per partition once every input's barrier is in
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        """Every topic the agent writes: its outputs and the DLQs of its inputs."""
+        return self.outputs + tuple(dlq(t) for t in self.inputs)
+
+
+AGENTS = (
+    AgentSpec("assets", (FORECASTS, LIVE_INFEED, DSO_FINAL, DSO_REDISPATCH, CLOCK_BROADCAST), (ASSET_QH, ALERTS)),
+    AgentSpec("trading", (PRIVATE_TRADES, PUBLIC_TRADES), (TRADING_PARTIALS,)),
+    AgentSpec("portfolio", (CRM_CONTRACTS,), (PORTFOLIO,)),
+    AgentSpec("clock", (CLOCK,), (CLOCK_BROADCAST,)),
+    AgentSpec("qh", (ASSET_QH, TRADING_PARTIALS, IMBALANCE_PRICES, PORTFOLIO, CLOCK_BROADCAST),
+              (QH_RESULTS, TRADING_QH, ALERTS), aligned=True),
+)
+AGENT = {a.name: a for a in AGENTS}
+PROCESSOR_INPUTS = tuple(dict.fromkeys(t for a in AGENTS for t in a.inputs))
+# what a replay publishes (and puts its end-of-input barrier on, every partition)
+REPLAYED = (*SOURCE_TOPICS, CLOCK, *(dlq(t) for t in SOURCE_TOPICS))
+
+
+def expected_origins(topic: str, partitions: int) -> frozenset[str]:
+    """The barriers every partition of ``topic`` receives for one replay, by origin.
+
+    The replay puts ``source`` on what it publishes. An agent forwards each barrier it reads to
+    every partition it writes: per input partition (``agent:topic:partition``) or, when aligned,
+    one per own partition once all of that partition's inputs have theirs (``agent:partition``).
+    A partition holds everything of a replay once it holds all of these.
+    """
+    out = {"source"} if topic in REPLAYED else set()
+    for a in AGENTS:
+        if topic not in a.writes:
+            continue
+        if a.aligned:
+            out |= {f"{a.name}:{p}" for p in range(partitions)}
+        else:
+            out |= {f"{a.name}:{t}:{p}" for t in a.inputs for p in range(partition_count(t, partitions))}
+    return frozenset(out)

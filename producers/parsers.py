@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from intraday import topics
-from intraday.events import SCHEMA_VERSION, dlq_record
+from intraday.events import SCHEMA_VERSION, dlq_record, occurrence_order
 from intraday.qh import BERLIN, QH_S, UTC, epoch_from_number, iso, iso_precise
 
 __all__ = [
@@ -398,11 +398,16 @@ def _utc_time(text: str) -> float:
         raise ValueError("out of range") from None
 
 
+MAX_DELIVERY_S = 48 * 3600  # longer ranges are refused: one row must not become millions of QHs
+
+
 def _check_range(start: float, end: float) -> str | None:
     if end <= start:
         return "delivery end is not after delivery start"
     if start % QH_S or end % QH_S:
         return "delivery range is not aligned to quarter-hours"
+    if end - start > MAX_DELIVERY_S:
+        return f"delivery range longer than {MAX_DELIVERY_S // 3600} h"
     return None
 
 
@@ -843,7 +848,7 @@ def parse_live_infeed_file(path: Path, rel_name: str | None = None,
                 quality = q
         t_iso = iso_precise(ts)
         event = _base("live_sample", t_iso, rel, 0)
-        event.update(asset_id=asset, timestamp=t_iso, value_kw=value, quality=quality)
+        event.update(asset_id=asset, timestamp=t_iso, value_kw=value, quality=quality, source_row=i)
         records.append(Record(topic, asset, ts, event))
     return records, rejections
 
@@ -1580,19 +1585,25 @@ def parse_day(day_dir: Path) -> ParsedDay:
     produced["imbalance_final"] = sum(1 for r in records if r.event["type"] == "imbalance_price"
                                       and r.event["kind"] == "final")
 
-    records.sort(key=_record_order)
+    # a trade id re-sent within a book counts once: its first occurrence in file order (file-name
+    # time, file, line), whatever its delivery period (domain.md 3); the processors apply the
+    # same rule, so a re-sent file published by another replay is not counted twice either
+    first: dict[tuple[str, str], tuple[str, int]] = {}
+    for i, r in enumerate(records):
+        if r.topic in (topics.PRIVATE_TRADES, topics.PUBLIC_TRADES):
+            key = (r.topic, r.event["trade_id"])
+            order = occurrence_order(r.event["source_file"], r.event["source_line"])
+            if key not in first or order < first[key][0]:
+                first[key] = (order, i)
+    winners = {i for _o, i in first.values()}
     kept: list[Record] = []
-    seen: dict[str, set[str]] = {topics.PRIVATE_TRADES: set(), topics.PUBLIC_TRADES: set()}
     dropped = 0
-    for r in records:
-        ids = seen.get(r.topic)
-        if ids is not None:
-            tid = r.event["trade_id"]
-            if tid in ids:
-                dropped += 1
-                continue
-            ids.add(tid)
+    for i, r in enumerate(records):
+        if r.topic in (topics.PRIVATE_TRADES, topics.PUBLIC_TRADES) and i not in winners:
+            dropped += 1
+            continue
         kept.append(r)
+    kept.sort(key=_record_order)
     rejections.sort(key=lambda j: (j.source_file, j.line))
 
     missing = []

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from intraday import events, topics
-from intraday.qh import iso, parse_iso
+from intraday.qh import iso
 
 log = logging.getLogger("intraday.replay")
 
@@ -67,14 +67,19 @@ def partition_of(topic: str, key: str, event: dict[str, Any], partitions: int) -
     if topic in topics.SINGLE_PARTITION:
         return 0
     if topic in (topics.PRIVATE_TRADES, topics.PUBLIC_TRADES):
-        return topics.trade_partition(int(parse_iso(event["delivery_start"])), partitions)
+        return topics.trade_partition(str(event["trade_id"]), partitions)
     return topics.partition_for(key, partitions)
+
+
+class DeliveryFailed(RuntimeError):
+    """Records the broker did not take: the replay did not publish the day."""
 
 
 @dataclass
 class ReplayStats:
     published: int = 0
     rejected: int = 0
+    failed: int = 0
     first_event_time: float | None = None
     last_event_time: float | None = None
     wall_s: float = 0.0
@@ -88,14 +93,45 @@ class Replayer:
         self.partitions = partitions
         self.clock = clock or WallClock()
         self.progress = progress
+        self.failed = 0
+        self.failures: list[str] = []
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        """Delivery report of every record: a record the broker did not take is counted (and the
+        replay fails at its end), never reported as published."""
+        if err is not None:
+            self.failed += 1
+            if len(self.failures) < 5:
+                self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
     def _produce(self, topic: str, key: str, value: bytes, partition: int) -> None:
         while True:
             try:
-                self.producer.produce(topic, key=key.encode(), value=value, partition=partition)
+                self.producer.produce(topic, key=key.encode(), value=value, partition=partition,
+                                      on_delivery=self._delivered)
                 return
             except BufferError:  # local queue full: let it drain
                 self.producer.poll(0.05)
+
+    def end_of_input(self, stats: ReplayStats) -> None:
+        """The replay's barrier: on every partition of everything it publishes, after the last
+        record (the processors forward it behind their results; the drain waits for it)."""
+        value = orjson.dumps({"schema_version": 1, "type": "end_of_input", "replay_id": stats.replay_id,
+                              "origin": "source"})
+        for name in topics.REPLAYED:
+            for p in range(topics.partition_count(name, self.partitions)):
+                self._produce(name, "end_of_input", value, p)
+
+    def finish(self, stats: ReplayStats, timeout: float = 60) -> None:
+        """Wait for every delivery report; raise :class:`DeliveryFailed` with the count if the
+        broker refused or never confirmed any record."""
+        remaining = self.producer.flush(timeout)
+        stats.failed = self.failed + remaining
+        if stats.failed:
+            detail = "; ".join(self.failures)
+            raise DeliveryFailed(f"{stats.failed} records were not delivered to the broker"
+                                 + (f" ({remaining} unconfirmed after {timeout:.0f}s)" if remaining else "")
+                                 + (f": {detail}" if detail else ""))
 
     def publish_rejections(self, rejections: Iterable[Any]) -> int:
         n = 0
@@ -117,6 +153,8 @@ class Replayer:
                   and (to_s is None or r.event_time_s < to_s)]
         stats = ReplayStats()
         if not chosen:
+            self.end_of_input(stats)
+            self.finish(stats)
             return stats
         due = schedule((r.event_time_s for r in chosen), speed)
         stats.first_event_time = chosen[0].event_time_s
@@ -147,9 +185,8 @@ class Replayer:
                     on_progress(i, r.event_time_s)
         stats.last_event_time = chosen[-1].event_time_s
         self.clock_tick(stats, stats.last_event_time, speed, done=True)
-        remaining = self.producer.flush(60)
-        if remaining:
-            raise RuntimeError(f"{remaining} records were not delivered to the broker")
+        self.end_of_input(stats)
+        self.finish(stats)
         if bar is not None:
             bar.update(len(chosen) - bar.n)
             bar.close()

@@ -89,8 +89,10 @@ TABLES = {t.name: t for t in (
     TableSpec("redispatch_compensation", ("delivery_start", "published_at", "price_eur_mwh"), ("delivery_start",)),
     TableSpec("forecast_versions", ("asset_id", "version", "delivery_start", "power_kw"), ("asset_id", "version")),
     TableSpec("replay_clock", ("clock", "now", "replay_id", "speed", "done"), ("clock",)),
-    TableSpec("quarantine", ("topic", "source_file", "line", "reason", "raw"),
+    TableSpec("quarantine", ("topic", "source_file", "line", "reason", "raw", "stage"),
               ("topic", "source_file", "line", "reason")),
+    TableSpec("drain_markers", ("replay_id", "topic", "partition", "origin"),
+              ("replay_id", "topic", "partition", "origin"), append_only=True),
 )}
 
 
@@ -166,13 +168,28 @@ def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
                                bool(value.get("done")))
     elif topic.endswith(".dlq"):
         yield "quarantine", (value.get("topic") or topic[:-4], value.get("source_file") or "?",
-                             int(value.get("line") or 0), value.get("reason") or "?", value.get("raw"))
+                             int(value.get("line") or 0), value.get("reason") or "?", printable(value.get("raw")),
+                             value.get("stage") or "input")
+
+
+def printable(text: str | None) -> str | None:
+    """Text PostgreSQL can store: a NUL byte (a binary file dropped into a source folder) escaped."""
+    return None if text is None else text.replace("\x00", "\\u0000")
+
+
+def events_of(value: Any) -> list[dict[str, Any]]:
+    """The events of a topic value: one (schema_version 1) or a batch (2, contract.md)."""
+    if isinstance(value, dict) and value.get("type") == "batch" and value.get("schema_version") == 2:
+        return [e for e in value.get("events") or [] if isinstance(e, dict)]
+    if not isinstance(value, dict):
+        raise ValueError("value is not a JSON object")
+    return [value]
 
 
 SINK_TOPICS = [topics.ASSET_QH, topics.TRADING_QH, topics.QH_RESULTS, topics.ALERTS, topics.CRM_CONTRACTS,
                topics.TECHNICAL_DATA, topics.IMBALANCE_PRICES, topics.DSO_COMPENSATION, topics.CLOCK,
                topics.FORECASTS,
-               *[topics.dlq(t) for t in (*topics.SOURCE_TOPICS, *topics.DERIVED_TOPICS)]]
+               *[topics.dlq(t) for t in (*topics.SOURCE_TOPICS, topics.CLOCK, *topics.DERIVED_TOPICS)]]
 
 
 def write_batch(conn: psycopg.Connection, rows: dict[str, dict[tuple, tuple]],
@@ -279,16 +296,25 @@ class Sink:
                         continue
                     offsets[(m.topic(), m.partition())] = m.offset() + 1
                     try:
-                        value = orjson.loads(m.value())
-                        if isinstance(value, dict) and value.get("src_ms"):
-                            sources_ms.append(value["src_ms"])
-                        for name, row in rows_of(m.topic(), value):
-                            spec = TABLES[name]
-                            key = tuple(row[spec.columns.index(k)] for k in spec.key)
-                            rows.setdefault(name, {})[key] = row
-                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                        log.warning("sink skipped an undecodable record %s[%s]@%s: %s", m.topic(),
-                                    m.partition(), m.offset(), exc)
+                        found = []
+                        for value in events_of(orjson.loads(m.value())):
+                            if value.get("type") == "end_of_input":
+                                found.append(("drain_markers", (str(value["replay_id"]), m.topic(), m.partition(),
+                                                                str(value.get("origin") or "source"))))
+                                continue
+                            if value.get("src_ms"):
+                                sources_ms.append(value["src_ms"])
+                            found.extend(rows_of(m.topic(), value))
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                        # refused, not skipped: quarantined with where it was, and counted by the run
+                        log.warning("sink refused a record %s[%s]@%s: %s", m.topic(), m.partition(), m.offset(), exc)
+                        raw = printable((m.value() or b"").decode("utf-8", "replace"))
+                        found = [("quarantine", (m.topic(), f"{m.topic()}[{m.partition()}]@{m.offset()}", m.offset(),
+                                                 f"sink could not store the record: {exc!r}"[:300], raw[:2000], "sink"))]
+                    for name, row in found:
+                        spec = TABLES[name]
+                        key = tuple(row[spec.columns.index(k)] for k in spec.key)
+                        rows.setdefault(name, {})[key] = row
                 n = self._write_with_retry(conn_ref := [conn], rows, offsets)
                 conn = conn_ref[0]
                 if n is None:

@@ -84,8 +84,10 @@ def _heal_hole(consumer, tp, committed: int, offsets: list[int]) -> bool:  # typ
     offset: the records are fetched and processed again, which the agents' state makes harmless
     (trade sums count each source record once, snapshots never go back to an older one).
 
-    True when the records are taken not to exist: ``MAX_HEAL_SEEKS`` seeks back did not bring
-    them (e.g. deleted by retention); the commit may then pass over them."""
+    Never True: the commit never passes over a record this worker has not processed (the first
+    wave took the records as absent after two seeks and committed past them, a silent loss). A
+    hole that seeking cannot fill keeps the commit where it is and is reported every time; the
+    drain of a replay then never completes and the run fails instead of reporting success."""
     if _in_progress(consumer, tp, committed, offsets[0]):
         _stuck.pop(tp, None)
         return False
@@ -97,10 +99,8 @@ def _heal_hole(consumer, tp, committed: int, offsets: list[int]) -> bool:  # typ
     if now < st["next"]:
         return False
     if st["seeks"] >= MAX_HEAL_SEEKS:
-        log.warning("%s[%s]: records %d-%d did not come after %d seeks back; taking them as absent",
-                    tp.topic, tp.partition, committed, offsets[0] - 1, st["seeks"])
-        _stuck.pop(tp, None)
-        return True
+        log.error("%s[%s]: records %d-%d still did not come after %d seeks back; the commit stays at %d "
+                  "and seeking goes on", tp.topic, tp.partition, committed, offsets[0] - 1, st["seeks"], committed)
     st["seeks"] += 1
     st["next"] = now + 10 * STUCK_SEEK_S  # give the seek time to work
     log.warning("%s[%s]: records %d-%d were never processed by this worker while later ones were; "
@@ -110,9 +110,18 @@ def _heal_hole(consumer, tp, committed: int, offsets: list[int]) -> bool:  # typ
     return False
 
 
+PATCHED_VERSION = "0.15.3"  # the patches replace methods of this release; pyproject pins it
+
+
 def install() -> None:
-    """Patch the Faust classes once per process (idempotent)."""
+    """Patch the Faust classes once per process (idempotent); refuses another faust-streaming
+    release, whose methods the patches would silently replace."""
+    import faust
     from faust.transport.producer import ProducerBuffer
+
+    if faust.__version__ != PATCHED_VERSION:
+        raise RuntimeError(f"stream_processors.faust_fixes patches faust-streaming {PATCHED_VERSION}, "
+                           f"not {faust.__version__}: check each patch against the new release first")
 
     if getattr(ProducerBuffer, "_intraday_complete_flush", False):
         return

@@ -184,7 +184,8 @@ def test_live_samples_keep_negative_night_values_and_read_the_asset_from_entity_
     assert [(r.key, r.event_time_s, r.event["timestamp"], r.event["value_kw"], r.event["quality"])
             for r in records] == [("WND-DE-003", T0, "2025-06-08T00:00:00Z", -0.4, 1),
                                   ("WND-DE-003", T0 + 61.5, "2025-06-08T00:01:01.500000Z", 1200.0, None)]
-    assert set(records[0].event) == COMMON | {"asset_id", "timestamp", "value_kw", "quality"}
+    assert set(records[0].event) == COMMON | {"asset_id", "timestamp", "value_kw", "quality", "source_row"}
+    assert [r.event["source_row"] for r in records] == [0, 1]  # orders a re-sent sample
     assert records[0].topic == topics.LIVE_INFEED and records[0].event["type"] == "live_sample"
 
 

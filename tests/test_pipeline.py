@@ -186,7 +186,7 @@ def test_alerts_reach_the_topic_the_table_and_the_alerts_command_once_each(day, 
     printed = {}
 
     def read_alerts(stack):
-        stack.wait_drained(300)
+        stack.wait_drained(stack.last_replay_id, 300)
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.services.bootstrap)
         r = subprocess.run([sys.executable, "-m", "intraday.cli", "alerts"], env=env, capture_output=True,
                            text=True, timeout=120)
@@ -311,10 +311,12 @@ def test_poison_records_written_straight_into_topics_go_to_the_dlq_and_processin
     import psycopg
 
     with psycopg.connect(fresh_db) as conn:
-        q = conn.execute("SELECT topic, reason FROM quarantine ORDER BY topic").fetchall()
+        q = conn.execute("SELECT topic, reason FROM quarantine WHERE stage = 'processors' ORDER BY topic").fetchall()
+        by_sink = conn.execute("SELECT topic FROM quarantine WHERE stage = 'sink'").fetchall()
     assert [t for t, _ in q] == ["exchange.public-trades", "vpp.forecasts", "vpp.live-infeed"], q
     assert "invalid JSON" in dict(q)["vpp.forecasts"]
     assert "schema_version" in dict(q)["exchange.public-trades"]
+    assert by_sink == [("vpp.forecasts",)]  # the sink stores forecast versions too: refused, not skipped
     assert_results_equal(out, compute_reference(day))
 
 
@@ -393,7 +395,7 @@ def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fres
     printed = {}
 
     def status(stack):
-        stack.wait_drained(300)
+        stack.wait_drained(stack.last_replay_id, 300)
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.services.bootstrap, DATABASE_URL=fresh_db)
         r = subprocess.run([sys.executable, "-m", "intraday.cli", "status"], env=env, capture_output=True,
                            text=True, timeout=120)
@@ -413,36 +415,110 @@ def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fres
 
 def test_state_older_than_the_retention_is_forgotten_and_late_events_for_it_are_refused(
         day, tmp_path, fresh_db, settings_for):
-    """The clock moves ten days on: the processors drop the day's state (tombstones), the
-    database keeps its results, and a trade for the day arriving now goes to the DLQ instead of
+    """Retention follows the data, not the replay clock: a clock ten days on drops nothing; trades
+    ten days on in every trade partition move the trading agent's watermark, its state of the day
+    is forgotten, and a trade for the day arriving now goes to the DLQ (counted) instead of
     overwriting a stored row with a partial one."""
+    import csv
+
     import orjson
     import psycopg
 
     from intraday.kafka import producer
     from intraday.qh import iso, parse_iso
 
+    def trade(trade_id: str, start: str, end: str, executed: str) -> bytes:
+        return orjson.dumps({"schema_version": 1, "type": "trade", "book": "private", "trade_id": trade_id,
+                             "side": "SELL", "delivery_start": start, "delivery_end": end,
+                             "execution_time": executed, "price_eur_mwh": 99.0, "volume_mw": 50.0,
+                             "event_time": executed, "source_file": "late", "source_line": 1})
+
     def ten_days_later(stack):
-        stack.wait_drained(300)
+        stack.wait_drained(stack.last_replay_id, 300)
         p = producer(stack.services.bootstrap)
         later = parse_iso("2025-06-18T12:00:00Z")
         p.produce("replay.clock", key=b"clock", partition=0, value=orjson.dumps(
             {"schema_version": 1, "type": "clock", "now": iso(int(later)), "event_time": iso(int(later))}))
+        for t in ("exchange.private-trades", "exchange.public-trades"):
+            for part in range(stack.settings.partitions):
+                value = trade(f"FUTURE-{t}-{part}", "2025-06-18T10:00:00Z", "2025-06-18T10:15:00Z",
+                              "2025-06-18T09:00:00Z")
+                if t.endswith("public-trades"):
+                    value = value.replace(b'"book":"private"', b'"book":"public"').replace(b'"SELL"', b"null")
+                p.produce(t, key=b"2025-06-18T10:00:00Z", value=value, partition=part)
         assert p.flush(10) == 0
-        stack.wait_drained(120)
-        trade = {"schema_version": 1, "type": "trade", "book": "private", "trade_id": "LATE-1", "side": "SELL",
-                 "delivery_start": "2025-06-08T10:00:00Z", "delivery_end": "2025-06-08T10:15:00Z",
-                 "execution_time": "2025-06-08T09:00:00Z", "price_eur_mwh": 99.0, "volume_mw": 50.0,
-                 "event_time": "2025-06-08T09:00:00Z", "source_file": "late", "source_line": 1}
-        from intraday.topics import trade_partition
-
-        p.produce("exchange.private-trades", key=b"2025-06-08T10:00:00Z", value=orjson.dumps(trade),
-                  partition=trade_partition(int(parse_iso("2025-06-08T10:00:00Z")), stack.settings.partitions))
-        assert p.flush(10) == 0
+        with psycopg.connect(fresh_db) as conn:
+            wait_for(lambda: (conn.execute("SELECT coalesce(sum(trades), 0) FROM trading_qh WHERE delivery_start "
+                                           "= '2025-06-18T10:00:00Z'").fetchone()[0]
+                              == 2 * stack.settings.partitions), 120, "the trades ten days on in the database")
+            p.produce("exchange.private-trades", key=b"2025-06-08T10:00:00Z", partition=0,
+                      value=trade("LATE-1", "2025-06-08T10:00:00Z", "2025-06-08T10:15:00Z", "2025-06-08T09:00:00Z"))
+            assert p.flush(10) == 0
+            wait_for(lambda: conn.execute("SELECT count(*) FROM quarantine WHERE topic = 'exchange.private-trades' "
+                                          "AND stage = 'processors'").fetchone()[0] > 0, 120,
+                     "the late trade refused")
 
     out = tmp_path / "out"
     run_pipeline(day, settings_for(fresh_db), out, during=ten_days_later)
     with psycopg.connect(fresh_db) as conn:
         reasons = [r for (r,) in conn.execute("SELECT reason FROM quarantine WHERE topic = 'exchange.private-trades'")]
-    assert any("retention" in r for r in reasons), reasons
+    assert len(reasons) == 1 and "retention" in reasons[0], reasons
+    for name in ("trading_qh.csv", "portfolio_qh.csv"):  # the day's rows stay as they were
+        path = out / name
+        rows = list(csv.reader(path.open()))
+        kept = [r for r in rows[1:] if not r[0].startswith("2025-06-18")]
+        assert len(kept) < len(rows) - 1
+        with path.open("w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([rows[0], *kept])
     assert_results_equal(out, compute_reference(day))
+
+
+def test_a_day_whose_last_files_are_dated_two_weeks_later_loses_nothing_with_two_workers(tmp_path, fresh_db):
+    """Regression: retention moved with the replay clock, which a file dated two weeks after the
+    day (as DSO compensation files are) carried far ahead of the busy data partitions: 37,362
+    forecasts of a real-like day were refused and the run exited 0. Here the compensation file and
+    a re-sent copy of a final production file are dated 14 days later; at --speed max with two
+    workers nothing is refused, the run exits 0 and every result equals the reference."""
+    d = tmp_path / "2025-06-08"
+    generate_day(d, dt.date(2025, 6, 8), assets=6, public_trades=6000, seed=17)
+    dso = d / "distribution_system_operator"
+    (dso / "redispatch_compensation_2025-06-08.csv").rename(dso / "redispatch_compensation_2025-06-22.csv")
+    final = sorted(dso.glob("final_production_*_20250608.csv"))[0]
+    shutil.copy(final, dso / final.name.replace("20250608", "20250622"))
+    env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"))
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "intraday.cli", "run", str(d), "--speed", "max", "--until-drained",
+                          "--workers", "2", "--export", str(out)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "refused" not in run.stderr
+    import psycopg
+
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
+    assert_results_equal(out, compute_reference(d))
+
+
+def test_a_replay_whose_records_the_broker_never_takes_fails_and_counts_them(tmp_path, day):
+    """Regression: the producer had no delivery callback; records that failed after
+    message.timeout.ms were dropped and the replay reported success. Here the broker goes away
+    while the records wait in the producer's queue."""
+    from intraday.kafka import ensure_topics, producer
+    from intraday.services import EmbeddedBroker
+    from producers.parsers import parse_day
+    from producers.replay import DeliveryFailed, Replayer
+
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.skip("stops its own broker")
+    broker = EmbeddedBroker(tmp_path / "broker").start()
+    try:
+        ensure_topics(broker.bootstrap, 4)
+        parsed = parse_day(day)
+        rp = Replayer(producer(broker.bootstrap, **{"message.timeout.ms": 3000}), 4, progress=False)
+        broker.stop()  # gone before the records leave the producer's queue
+        with pytest.raises(DeliveryFailed, match=r"^\d+ records were not delivered"):
+            rp.replay(parsed.records[:2000], None)
+        assert rp.failed > 1000
+    finally:
+        broker.stop()

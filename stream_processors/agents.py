@@ -1,0 +1,485 @@
+"""The five agents' batch functions: thin shells around the pure core of :mod:`stream_processors.core`.
+
+Flow (topology in ``intraday.topics.AGENTS``)::
+
+    vpp.forecasts, vpp.live-infeed,     --> assets    --> derived.asset-qh ---------+
+    dso.final-production, dso.redispatch    (by asset)                               |
+    exchange.private/public-trades      --> trading   --> derived.trading-partials --+--> qh --> derived.qh-results
+                                            (by trade id)                            |   (by QH)  derived.trading-qh
+    crm.contracts                       --> portfolio --> derived.portfolio --------+            imbalance.alerts
+    imbalance.prices ---------------------------------------------------------------+
+    replay.clock                        --> clock     --> derived.clock (every partition: "now" for alerts)
+
+Each agent decodes, steps the core, sends, confirms and stores (:mod:`stream_processors.shell`).
+State is a set of facts per key (forecast versions, observations, trade occurrences, QH
+snapshots keeping the highest ``rev``), so redelivery, duplicates and any delivery order give
+the same state; retention follows the agent's own watermark; the end-of-input barrier of a replay
+passes each agent only behind the results of everything before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from intraday import topics
+from intraday.qh import QH_S, iso, parse_iso
+from stream_processors import core
+from stream_processors.alerts import (
+    AlertConfig,
+    evaluate_alerts,
+    evaluate_open_position,
+    evaluate_stale_feed,
+    feed_sample,
+    qhs_due_for_position_check,
+)
+from stream_processors.shell import TOO_OLD, Barriers, Emitter, Watermark, batch_source_ms, decoded
+
+log = logging.getLogger("intraday.processors")
+
+BATCH_MAX = 5000
+BATCH_WITHIN_S = 0.1
+_enc = msgspec.json.Encoder()
+
+
+class Cache:
+    """Batch-local typed view of a table of raw msgspec values: decode each key once, write each
+    changed key once (to the changelog partition the key belongs to)."""
+
+    def __init__(self, table: Any, kind: type, partition_of) -> None:  # type: ignore[no-untyped-def]
+        self.table, self.kind, self.partition_of = table, kind, partition_of
+        self.values: dict[str, Any] = {}
+        self.dirty: set[str] = set()
+
+    def get(self, key: str) -> Any:
+        if key in self.values:
+            return self.values[key]
+        raw = self.table.data.get(key)
+        v = None if raw is None else msgspec.json.decode(raw, type=self.kind)
+        self.values[key] = v
+        return v
+
+    def put(self, key: str, value: Any) -> None:
+        self.values[key] = value
+        self.dirty.add(key)
+
+    def flush(self) -> None:
+        for key in self.dirty:
+            raw = _enc.encode(self.values[key])
+            self.table.data[key] = raw
+            self.table.send_changelog(self.partition_of(key), key, raw)
+        self.dirty.clear()
+
+
+def delete_keys(table: Any, keys: list[tuple[str, int]]) -> None:
+    for key, partition in keys:
+        table.data.pop(key, None)
+        table.send_changelog(partition, key, None, value_serializer="raw")
+
+
+class Processors:
+    """The agents' batch functions over the given tables and emitter, independent of Faust: the
+    Faust app runs them on its streams, the in-memory driver of the tests on a fake log."""
+
+    def __init__(self, bodies: dict, reset) -> None:  # type: ignore[no-untyped-def]
+        self.bodies = bodies
+        self.reset = reset  # forget the in-memory indexes (after a crash or an assignment change)
+
+
+TABLES = ("forecast-versions", "asset-observations", "feed-state", "trade-occurrences", "qh-state",
+          "portfolio-members", "barriers")
+RAW_TABLES = frozenset(TABLES) - {"feed-state", "barriers"}  # msgspec bytes; the others JSON
+
+
+def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, *,
+                     alert_config: AlertConfig | None = None, retention_days: float = 4.0) -> Processors:
+    """The batch function of each agent of ``topics.AGENTS`` (by name). A table needs ``data``
+    (a dict) and ``send_changelog(partition, key, value)``."""
+    alert_config = alert_config or AlertConfig()
+    retention_s = retention_days * 86400
+    bodies: dict = {}
+
+    def asset_partition(key: str) -> int:
+        return topics.partition_for(key.split("|", 1)[0], partitions)
+
+    versions_table = tables["forecast-versions"]   # asset|version -> ForecastVersion
+    obs_table = tables["asset-observations"]       # asset|qh -> AssetObs
+    feed_table = tables["feed-state"]   # asset -> stale-feed state
+    trades_table = tables["trade-occurrences"]     # partition|offset|end -> [[book, id, TradeOcc], ...]
+    qh_table = tables["qh-state"]                  # qh -> QhState
+    members_table = tables["portfolio-members"]    # partition -> Membership (qh) / "crm" (portfolio)
+    barrier_table = tables["barriers"]  # replay|partition -> origins seen (aligned agents)
+
+    # In-memory indexes derived from the tables (rebuilt after every assignment change).
+    forecasts: dict[str, dict[int, core.QhForecast]] = {}
+    trade_books: dict[int, core.TradeBook] = {}
+    marks = {name: Watermark(retention_s) for name in topics.AGENT}
+
+    def forecast_index(asset_id: str) -> dict[int, core.QhForecast]:
+        idx = forecasts.get(asset_id)
+        if idx is None:
+            idx = forecasts[asset_id] = {}
+            prefix = asset_id + "|"
+            for key in [k for k in list(versions_table.data.keys()) if k.startswith(prefix)]:
+                v = msgspec.json.decode(versions_table.data[key], type=core.ForecastVersion)
+                for qh_s, kw in zip(v.starts, v.powers, strict=True):
+                    idx[qh_s] = core.fold_forecast(idx.get(qh_s), v.version_s, qh_s, kw)
+        return idx
+
+    # ------------------------------------------------------------------ assets (by asset_id)
+    spec = topics.AGENT["assets"]
+    asset_barriers = Barriers(spec, partitions)
+
+    # agent assets
+    wm = marks["assets"]
+
+    async def body(msgs: list) -> None:
+        obs = Cache(obs_table, core.AssetObs, asset_partition)
+        new_versions: dict[str, tuple[bytes, int]] = {}
+        changed: dict[tuple[str, int], float] = {}
+        barriers: list = []
+        feeds: dict[str, tuple[int, dict]] = {}
+
+        def feed(asset_id: str, partition: int) -> dict:
+            if asset_id not in feeds:
+                feeds[asset_id] = (partition, dict(feed_table.data.get(asset_id) or {}))
+            return feeds[asset_id][1]
+
+        for msg, e in decoded(emitter, msgs):
+            try:
+                if isinstance(e, core.EndOfInput):
+                    barriers.append((msg, e))
+                    continue
+                if isinstance(e, core.Clock):
+                    now_s = parse_iso(e.now)
+                    for asset_id in list(feed_table.data.keys()):
+                        if topics.partition_for(asset_id, partitions) == msg.partition:
+                            f = feed(asset_id, msg.partition)
+                            for alert in evaluate_stale_feed(alert_config, asset_id, f, now_s):
+                                emitter.send(topics.ALERTS, alert["subject"], alert)
+                    continue
+                if not isinstance(e, core.Forecast | core.LiveSample | core.FinalProduction
+                                  | core.RedispatchFlag):
+                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
+                if wm.too_old(core.oldest_qh(e)):
+                    emitter.dead_letter(msg, TOO_OLD)
+                    continue
+                known = core.event_time_s(e) or 0.0
+                for key in _apply_asset_event(e, obs, new_versions, versions_table, forecast_index,
+                                              msg.partition):
+                    changed[key] = max(changed.get(key, 0.0), known)
+                if isinstance(e, core.LiveSample):
+                    f = feed(e.asset_id, msg.partition)
+                    for alert in feed_sample(alert_config, e.asset_id, f, parse_iso(e.timestamp)):
+                        emitter.send(topics.ALERTS, alert["subject"], alert)
+                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
+            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
+                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+        by_qh: dict[int, list] = defaultdict(list)
+        for (asset_id, qh_s) in sorted(changed):
+            snap = core.asset_snap(asset_id, qh_s, forecast_index(asset_id).get(qh_s),
+                                   obs.get(f"{asset_id}|{qh_s}"))
+            by_qh[qh_s].append(snap)
+        src_ms = batch_source_ms(msgs)
+        for qh_s, snaps in by_qh.items():
+            known_at = max(changed[(s.asset_id, qh_s)] for s in snaps)
+            emitter.send(topics.ASSET_QH, iso(qh_s), _enc.encode(core.AssetQhBundle(
+                schema_version=1, qh=qh_s, known_at=known_at, src_ms=src_ms, assets=snaps,
+                event_time=iso(int(known_at)))))
+        for msg, e in barriers:
+            asset_barriers.on_barrier(emitter, msg, e)
+        cutoff = wm.due_for_pruning()
+        await emitter.confirm()  # results before state
+        for key, (raw, partition) in new_versions.items():
+            versions_table.data[key] = raw
+            versions_table.send_changelog(partition, key, raw)
+        obs.flush()
+        for asset_id, (partition, f) in feeds.items():
+            if f != feed_table.data.get(asset_id):
+                feed_table.data[asset_id] = f
+                feed_table.send_changelog(partition, asset_id, f)
+        if cutoff is not None:
+            _prune_assets(obs_table, versions_table, forecasts, asset_partition, cutoff)
+
+    bodies["assets"] = body
+
+    # ------------------------------------------------------------------ trading (by trade id)
+    spec = topics.AGENT["trading"]
+    trade_barriers = Barriers(spec, partitions)
+
+    def trade_book(partition: int) -> core.TradeBook:
+        tb = trade_books.get(partition)
+        if tb is None:
+            tb = trade_books[partition] = core.TradeBook()
+            prefix = f"{partition}|"
+            for key in [k for k in list(trades_table.data.keys()) if k.startswith(prefix)]:
+                for book, trade_id, occ in msgspec.json.decode(trades_table.data[key],
+                                                               type=list[tuple[str, str, core.TradeOcc]]):
+                    tb.add(book, trade_id, occ)
+        return tb
+
+    # agent trading
+    wm = marks["trading"]
+
+    async def body(msgs: list) -> None:
+        changed: set[tuple[int, str, int]] = set()
+        added: dict[int, list] = defaultdict(list)
+        barriers: list = []
+        for msg, e in decoded(emitter, msgs):
+            try:
+                if isinstance(e, core.EndOfInput):
+                    barriers.append((msg, e))
+                    continue
+                if not isinstance(e, core.Trade):
+                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
+                if wm.too_old(core.oldest_qh(e)):
+                    emitter.dead_letter(msg, TOO_OLD)
+                    continue
+                occ = core.trade_occurrence(e)
+                tb = trade_book(msg.partition)
+                keys = tb.add(e.book, e.trade_id, occ)
+                if keys:
+                    added[msg.partition].append((e.book, e.trade_id, occ))
+                    changed.update((msg.partition, book, qh_s) for book, qh_s in keys)
+                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
+            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
+                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+        src_ms = batch_source_ms(msgs)
+        for partition, book, qh_s in sorted(changed):
+            p = trade_book(partition).partial(book, qh_s, partition)
+            p.src_ms = src_ms
+            emitter.send(topics.TRADING_PARTIALS, iso(qh_s), _enc.encode(p))
+        for msg, e in barriers:
+            trade_barriers.on_barrier(emitter, msg, e)
+        cutoff = wm.due_for_pruning()
+        await emitter.confirm()  # results before state
+        first = msgs[0].offset if msgs else 0
+        for partition, occs in added.items():
+            end = max(o.qh0 + o.slices * QH_S for _b, _i, o in occs)
+            key = f"{partition}|{first}|{end}"
+            raw = _enc.encode(occs)
+            trades_table.data[key] = raw
+            trades_table.send_changelog(partition, key, raw)
+        if cutoff is not None:
+            old = [(k, int(k.split("|")[0])) for k in list(trades_table.data.keys())
+                   if int(k.rsplit("|", 1)[1]) <= cutoff]
+            delete_keys(trades_table, old)
+            for tb in trade_books.values():
+                tb.forget_before(cutoff)
+
+    bodies["trading"] = body
+
+    # ------------------------------------------------------------------ portfolio membership
+    spec = topics.AGENT["portfolio"]
+    portfolio_barriers = Barriers(spec, partitions)
+
+    # agent portfolio
+    async def body(msgs: list) -> None:
+        cache = Cache(members_table, core.Membership, lambda _k: 0)
+        before = cache.get("crm")
+        barriers: list = []
+        for msg, e in decoded(emitter, msgs):
+            try:
+                if isinstance(e, core.EndOfInput):
+                    barriers.append((msg, e))
+                    continue
+                if not isinstance(e, core.Contract):
+                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
+                new = core.step_membership(cache.get("crm"), e.file_time, [e.asset_id])
+                if new is not None:
+                    cache.put("crm", new)
+            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
+                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+        now = cache.get("crm")
+        if now is not None and now != before:  # broadcast: every QH partition needs it
+            emitter.to_every_partition(topics.PORTFOLIO, "portfolio", {
+                "schema_version": 1, "type": "portfolio", "file_time": now.file_time,
+                "members": sorted(now.members), "event_time": now.file_time})
+        for msg, e in barriers:
+            portfolio_barriers.on_barrier(emitter, msg, e)
+        await emitter.confirm()
+        cache.flush()
+
+    bodies["portfolio"] = body
+
+    # ------------------------------------------------------------------ replay clock broadcast
+    spec = topics.AGENT["clock"]
+    clock_barriers = Barriers(spec, partitions)
+
+    # agent clock
+    async def body(msgs: list) -> None:
+        for msg, e in decoded(emitter, msgs):
+            if isinstance(e, core.EndOfInput):
+                clock_barriers.on_barrier(emitter, msg, e)
+            elif isinstance(e, core.Clock):  # every tick: time-driven checks must see each minute
+                emitter.to_every_partition(topics.CLOCK_BROADCAST, "clock", msgspec.to_builtins(e))
+            else:
+                emitter.dead_letter(msg, f"unexpected event type {type(e).__name__} on {msg.topic}")
+        await emitter.confirm()
+
+    bodies["clock"] = body
+
+    # ------------------------------------------------------------------ imbalance per QH
+    spec = topics.AGENT["qh"]
+    qh_barriers = Barriers(spec, partitions, barrier_table)
+
+    def qh_partition(key: str) -> int:
+        return topics.partition_for(iso(int(key)), partitions)
+
+    # agent qh
+    wm = marks["qh"]
+
+    async def body(msgs: list) -> None:
+        states = Cache(qh_table, core.QhState, qh_partition)
+        members = Cache(members_table, core.Membership, int)
+        changed: set[int] = set()
+        members_changed: set[int] = set()
+        ticks: dict[int, list[float]] = defaultdict(list)
+        barriers: list = []
+        for msg, e in decoded(emitter, msgs):
+            try:
+                if isinstance(e, core.EndOfInput):
+                    barriers.append((msg, e))
+                    continue
+                if isinstance(e, core.Clock):
+                    ticks[msg.partition].append(parse_iso(e.now))
+                    continue
+                if isinstance(e, core.Portfolio):
+                    key = str(msg.partition)
+                    new = core.step_membership(members.get(key), e.file_time, e.members)
+                    if new is not None:
+                        members.put(key, new)
+                        members_changed.add(msg.partition)
+                    wm.saw(msg.topic, msg.partition, core.event_time_s(e))
+                    continue
+                if not isinstance(e, core.AssetQhBundle | core.TradingPartial | core.ImbalancePrice):
+                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
+                qh_s = int(core.oldest_qh(e) or 0)
+                if wm.too_old(qh_s):
+                    emitter.dead_letter(msg, TOO_OLD)
+                    continue
+                new_state = core.step_qh(states.get(str(qh_s)), e)
+                if new_state is not None:
+                    states.put(str(qh_s), new_state)
+                    changed.add(qh_s)
+                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
+            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
+                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+        if members_changed:  # a new CRM file: every QH of the partition is recomputed
+            for key in list(qh_table.data.keys()):
+                if qh_partition(key) in members_changed:
+                    changed.add(int(key))
+        src_ms = batch_source_ms(msgs)
+        for qh_s in sorted(changed):
+            st = states.get(str(qh_s))
+            if st is None:
+                continue
+            m = members.get(str(qh_partition(str(qh_s))))
+            port, rows, trading_by_book = core.qh_results(qh_s, st, m.members if m else None)
+            al = {"al": {k: list(v) for k, v in st.alerts.items()}}
+            for alert in evaluate_alerts(alert_config, qh_s, al, port, st.known_at):
+                emitter.send(topics.ALERTS, alert["subject"], alert)
+            new_alerts = {k: (bool(v[0]), int(v[1])) for k, v in al["al"].items()}
+            if new_alerts != st.alerts:
+                states.put(str(qh_s), msgspec.structs.replace(st, alerts=new_alerts))
+            key = iso(qh_s)
+            emitter.send(topics.QH_RESULTS, key, {
+                "schema_version": 1, "type": "qh_result", "qh": qh_s, "known_at": st.known_at,
+                "src_ms": src_ms, "portfolio": port, "assets": rows})
+            for row in trading_by_book.values():
+                emitter.send(topics.TRADING_QH, key, {"schema_version": 1, "type": "trading_qh", **row,
+                                                      "known_at": st.known_at, "src_ms": src_ms})
+        for p, nows in ticks.items():  # time-driven: open positions close to gate closure
+            m = members.get(str(p))
+            for now_s in sorted(nows):
+                for qh_s in qhs_due_for_position_check(alert_config, now_s):
+                    if topics.partition_for(iso(qh_s), partitions) != p:
+                        continue
+                    st = states.get(str(qh_s))
+                    if st is None:
+                        continue
+                    port, _rows, _t = core.qh_results(qh_s, st, m.members if m else None)
+                    al = {"al": {k: list(v) for k, v in st.alerts.items()}}
+                    for alert in evaluate_open_position(alert_config, qh_s, al, port, now_s):
+                        emitter.send(topics.ALERTS, alert["subject"], alert)
+                    new_alerts = {k: (bool(v[0]), int(v[1])) for k, v in al["al"].items()}
+                    if new_alerts != st.alerts:
+                        states.put(str(qh_s), msgspec.structs.replace(st, alerts=new_alerts))
+        for msg, e in barriers:
+            qh_barriers.on_barrier(emitter, msg, e)
+        cutoff = wm.due_for_pruning()
+        await emitter.confirm()  # results before state
+        states.flush()
+        members.flush()
+        if cutoff is not None:
+            delete_keys(qh_table, [(k, qh_partition(k)) for k in list(qh_table.data.keys())
+                                   if int(k) < cutoff])
+
+    bodies["qh"] = body
+
+
+    def reset() -> None:
+        forecasts.clear()
+        trade_books.clear()
+        for m in marks.values():
+            m.clear()
+
+    return Processors(bodies, reset)
+
+
+def _apply_asset_event(e: Any, obs: Cache, new_versions: dict[str, tuple[bytes, int]], versions_table: Any,
+                       forecast_index, partition: int) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """Fold one asset event into the state; the (asset, QH) keys whose snapshot changed. The
+    event is validated in full before anything is changed (a refused one changes nothing)."""
+    if isinstance(e, core.Forecast):
+        v = core.forecast_version(e)
+        vkey = f"{e.asset_id}|{v.version_s!r}"
+        if vkey in new_versions or vkey in versions_table.data:
+            return []  # the same version again (a re-sent file)
+        idx = forecast_index(e.asset_id)
+        new_versions[vkey] = (_enc.encode(v), partition)
+        for qh_s, kw in zip(v.starts, v.powers, strict=True):
+            idx[qh_s] = core.fold_forecast(idx.get(qh_s), v.version_s, qh_s, kw)
+        return [(e.asset_id, qh_s) for qh_s in v.starts]
+    if isinstance(e, core.LiveSample):
+        ts = parse_iso(e.timestamp)
+        qh_s = int(ts // QH_S) * QH_S
+        key = f"{e.asset_id}|{qh_s}"
+        new = core.apply_live(obs.get(key), ts, float(e.value_kw),
+                              core._rank(e.source_file, e.source_row))
+    elif isinstance(e, core.FinalProduction):
+        qh_s = int(parse_iso(e.delivery_start))
+        if qh_s % QH_S:
+            raise ValueError("delivery_start is not aligned to a quarter-hour")
+        key = f"{e.asset_id}|{qh_s}"
+        new = core.apply_final(obs.get(key), parse_iso(e.published_at), e.source_line, float(e.value_kw))
+    else:  # RedispatchFlag: every QH of its range
+        published = parse_iso(e.published_at)
+        qhs = core.delivery_qhs(int(parse_iso(e.delivery_start)), int(parse_iso(e.delivery_end)))
+        out = []
+        for qh_s in qhs:
+            key = f"{e.asset_id}|{qh_s}"
+            new = core.apply_flag(obs.get(key), published, e.source_line, bool(e.is_redispatched))
+            if new is not None:
+                obs.put(key, new)
+                out.append((e.asset_id, qh_s))
+        return out
+    if new is None:
+        return []
+    obs.put(key, new)
+    return [(e.asset_id, qh_s)]
+
+
+def _prune_assets(obs_table: Any, versions_table: Any, forecasts: dict, partition_of, cutoff: float) -> None:
+    """Forget (asset, QH) observations before ``cutoff`` and versions whose 48 h are all before it."""
+    old_obs = [(k, partition_of(k)) for k in list(obs_table.data.keys()) if float(k.rsplit("|", 1)[1]) < cutoff]
+    old_versions = [(k, partition_of(k)) for k in list(versions_table.data.keys())
+                    if float(k.rsplit("|", 1)[1]) + core.MAX_DELIVERY_S < cutoff]
+    delete_keys(obs_table, old_obs)
+    delete_keys(versions_table, old_versions)
+    for idx in forecasts.values():
+        for qh_s in [q for q in idx if q < cutoff]:
+            del idx[qh_s]

@@ -1,0 +1,212 @@
+"""The imperative shell every agent shares: decode, refuse, send and confirm, retention, barriers.
+
+An agent's batch runs as: decode each record (a poison record goes to the DLQ alone), step the
+pure core per event (an event the core refuses goes to the DLQ alone, its state untouched),
+send the batch's results, **confirm every send**, then write the state. Only then does the
+batch end and Faust ack its records. Faust's ``take_events`` acks the whole buffer in a
+``finally`` even when the agent raises, so an exception escaping a batch would lose it: a
+failure the shell cannot absorb (results the broker does not confirm, a bug) ends the process
+before the ack instead (:func:`die`), and the records come again from the committed offset.
+
+Kafka offsets never enter the domain state: the core's state is a set of facts, and redelivery
+cannot count twice by construction (``stream_processors.core``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from intraday import events, topics
+from stream_processors import core
+
+log = logging.getLogger("intraday.processors")
+
+CONFIRM_TIMEOUT_S = float(os.environ.get("INTRADAY_CONFIRM_TIMEOUT_S", "120"))
+EXIT_UNCONFIRMED = 70
+
+
+def die(reason: str) -> None:
+    """End the worker at once, before Faust acks the batch: nothing past it gets committed."""
+    log.critical("%s; exiting without committing (the records come again after a restart)", reason)
+    logging.shutdown()
+    os._exit(EXIT_UNCONFIRMED)
+
+
+class Emitter:
+    """Collects a batch's output records; :meth:`confirm` returns when the broker has every one."""
+
+    def __init__(self, send_soon: Any, partitions: int) -> None:
+        self.send_soon = send_soon  # (topic, key, value, partition) -> a future of the broker's ack
+        self.partitions = partitions
+        self._pending: list[tuple[str, bytes, bytes, int, Any]] = []
+        self.refused: Counter[tuple[str, str]] = Counter()
+        self.failed_sends = 0
+
+    def _send(self, name: str, key: bytes, value: bytes, partition: int) -> None:
+        fut = self.send_soon(name, key, value, partition)
+        self._pending.append((name, key, value, partition, fut))
+
+    def send(self, name: str, key: str, value: dict[str, Any] | bytes, partition: int | None = None) -> None:
+        if partition is None:
+            partition = 0 if name in topics.SINGLE_PARTITION else topics.partition_for(key, self.partitions)
+        self._send(name, key.encode(), value if isinstance(value, bytes) else orjson.dumps(value), partition)
+
+    def to_every_partition(self, name: str, key: str, value: dict[str, Any]) -> None:
+        raw = orjson.dumps(value)
+        for p in range(topics.partition_count(name, self.partitions)):
+            self._send(name, key.encode(), raw, p)
+
+    def dead_letter(self, message: Any, reason: str) -> None:
+        """Refuse one record: to ``<topic>.dlq`` with where it was and why, and counted."""
+        raw = message.value if isinstance(message.value, bytes) else b""
+        record = events.dlq_record(f"{message.topic}[{message.partition}]@{message.offset}", message.offset,
+                                   reason, raw.decode("utf-8", "replace"), message.topic)
+        record["stage"] = "processors"
+        self._send(topics.dlq(message.topic), message.topic.encode(), orjson.dumps(record), 0)
+        self.refused[(message.topic, reason.split(":")[0][:80])] += 1
+        log.warning("refused %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+
+    async def confirm(self) -> None:
+        """Wait until the broker has acknowledged every record sent so far. A failed send is sent
+        again; if the broker has not taken everything within ``CONFIRM_TIMEOUT_S`` the worker
+        exits before the batch is acked (never "write the state anyway")."""
+        pending, self._pending = self._pending, []
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        delay = 0.2
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                die(f"{len(pending)} results not confirmed by the broker within {CONFIRM_TIMEOUT_S:.0f}s")
+            await asyncio.wait([item[4] for item in pending], timeout=left)
+            waiting = [item for item in pending if not item[4].done()]
+            failed = [item for item in pending if item[4].done() and item[4].exception() is not None]
+            if failed:
+                self.failed_sends += len(failed)
+                log.warning("%d sends failed (%s); sending them again in %.1fs", len(failed),
+                            failed[0][4].exception(), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                for name, key, value, partition, _fut in failed:
+                    fut = self.send_soon(name, key, value, partition)
+                    waiting.append((name, key, value, partition, fut))
+            pending = waiting
+
+
+def decoded(emitter: Emitter, msgs: list) -> Iterator[tuple[Any, core.V1]]:
+    """(message, event) for every event of the batch's records (each with ``topic``,
+    ``partition``, ``offset``, ``value``, ``timestamp``); a record that does not decode goes to
+    the DLQ alone."""
+    for msg in msgs:
+        try:
+            items = core.decode(msg.value)
+        except core.PoisonMessage as exc:
+            emitter.dead_letter(msg, str(exc))
+            continue
+        for e in items:
+            yield msg, e
+
+
+class Watermark:
+    """Event time an agent's own input has reached, and the state retention it allows.
+
+    Per input topic, the event time reached is the least over the partitions that brought data of
+    the newest event time processed there; the agent's watermark is the least over its topics that
+    brought data (Flink / Kafka Streams style). A topic that runs ahead (a file dated two weeks
+    after the day) therefore cannot move it past data another input still has to deliver, and the
+    replay clock, which runs ahead of everything, does not count at all. Retention forgets QHs
+    more than ``retention_s`` behind the watermark and refuses events about them.
+    """
+
+    def __init__(self, retention_s: float) -> None:
+        self.retention_s = retention_s
+        self.reached: dict[str, dict[int, float]] = defaultdict(dict)
+        self.pruned_at: float | None = None
+
+    def clear(self) -> None:
+        self.reached.clear()
+        self.pruned_at = None
+
+    def saw(self, topic: str, partition: int, event_time_s: float | None) -> None:
+        if event_time_s is not None:
+            parts = self.reached[topic]
+            if event_time_s > parts.get(partition, float("-inf")):
+                parts[partition] = event_time_s
+
+    def value(self) -> float | None:
+        per_topic = [min(p.values()) for p in self.reached.values() if p]
+        return min(per_topic) if per_topic else None
+
+    def cutoff(self) -> float | None:
+        wm = self.value()
+        return None if wm is None or self.retention_s <= 0 else wm - self.retention_s
+
+    def too_old(self, qh_s: float | None) -> bool:
+        c = self.cutoff()
+        return c is not None and qh_s is not None and qh_s < c
+
+    def due_for_pruning(self) -> float | None:
+        """The cutoff, once per hour of watermark progress."""
+        c = self.cutoff()
+        if c is None or (self.pruned_at is not None and c - self.pruned_at < 3600):
+            return None
+        self.pruned_at = c
+        return c
+
+
+TOO_OLD = "older than the processors' state retention (INTRADAY_STATE_RETENTION_DAYS)"
+
+
+class Barriers:
+    """End-of-input barriers (``core.EndOfInput``) through one agent.
+
+    An unaligned agent forwards the barrier of each input partition to every partition it writes,
+    after the results of everything before it (they were confirmed in earlier batches or are sent
+    ahead of it in this one, on the same producer). An aligned agent keeps, per own partition and
+    replay, the origins it has seen on its inputs (in a table, so a restart keeps them) and
+    forwards one barrier for the partition once all expected origins are in.
+    """
+
+    def __init__(self, spec: topics.AgentSpec, partitions: int, table: Any | None = None) -> None:
+        self.spec = spec
+        self.partitions = partitions
+        self.table = table
+        if spec.aligned:
+            self.expected = frozenset(f"{t}<{o}" for t in spec.inputs
+                                      for o in topics.expected_origins(t, partitions))
+
+    def forward(self, emitter: Emitter, replay_id: str, origin: str) -> None:
+        value = {"schema_version": 1, "type": "end_of_input", "replay_id": replay_id, "origin": origin}
+        for name in self.spec.writes:
+            emitter.to_every_partition(name, "end_of_input", value)
+
+    def on_barrier(self, emitter: Emitter, msg: Any, e: core.EndOfInput) -> None:
+        if not self.spec.aligned:
+            self.forward(emitter, e.replay_id, f"{self.spec.name}:{msg.topic}:{msg.partition}")
+            return
+        assert self.table is not None
+        key = f"{e.replay_id}|{msg.partition}"
+        seen = set(self.table.data.get(key) or ())
+        tag = f"{msg.topic}<{e.origin}"
+        if tag in seen:
+            return
+        seen.add(tag)
+        self.table.data[key] = sorted(seen)
+        self.table.send_changelog(msg.partition, key, sorted(seen))
+        if self.expected <= seen:
+            log.info("%s partition %d: every input has ended for replay %s", self.spec.name, msg.partition,
+                     e.replay_id)
+            self.forward(emitter, e.replay_id, f"{self.spec.name}:{msg.partition}")
+
+
+def batch_source_ms(msgs: list) -> int | None:
+    """Wall-clock publication time (ms) of the oldest source record behind a batch (latency)."""
+    times = [int(m.timestamp * 1000) for m in msgs if m.timestamp and not m.topic.startswith("derived.")]
+    return min(times) if times else None
