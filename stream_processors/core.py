@@ -182,13 +182,13 @@ def decode(raw: bytes | None) -> list[V1]:
         raise PoisonMessage("empty value")
     try:
         value = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise PoisonMessage(f"invalid JSON: {exc}") from None
-    except msgspec.ValidationError as exc:
+    except msgspec.ValidationError as exc:  # (a subclass of DecodeError: first)
         version = _versions.decode(raw).schema_version
         if version not in (1, 2):
             raise PoisonMessage(f"unsupported schema_version {version!r}") from None
         raise PoisonMessage(f"invalid event: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise PoisonMessage(f"invalid JSON: {exc}") from None
     if isinstance(value, Batch):
         if value.schema_version != 2:
             raise PoisonMessage(f"unsupported schema_version {value.schema_version!r} for a batch")
