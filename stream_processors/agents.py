@@ -1,15 +1,6 @@
 """The five agents' batch functions: thin shells around the pure core of :mod:`stream_processors.core`.
 
-Flow (topology in ``intraday.topics.AGENTS``)::
-
-    vpp.forecasts, vpp.live-infeed,     --> assets    --> derived.asset-qh ---------+
-    dso.final-production, dso.redispatch    (by asset)                               |
-    exchange.private/public-trades      --> trading   --> derived.trading-partials --+--> qh --> derived.qh-results
-                                            (by trade id)                            |   (by QH)  derived.trading-qh
-    crm.contracts                       --> portfolio --> derived.portfolio --------+            imbalance.alerts
-    imbalance.prices ---------------------------------------------------------------+
-    replay.clock                        --> clock     --> derived.clock (every partition: "now" for alerts)
-
+The flow is drawn in :mod:`stream_processors.app`, the topology listed in ``intraday.topics.AGENTS``.
 Each agent decodes, steps the core, sends, confirms and stores (:mod:`stream_processors.shell`).
 State is a set of facts per key (forecast versions, observations, trade occurrences, QH
 snapshots keeping the highest ``rev``), so redelivery, duplicates and any delivery order give
@@ -40,8 +31,6 @@ from stream_processors.shell import TOO_OLD, Barriers, Emitter, Watermark, batch
 
 log = logging.getLogger("intraday.processors")
 
-BATCH_MAX = 5000
-BATCH_WITHIN_S = 0.1
 _enc = msgspec.json.Encoder()
 
 
@@ -80,6 +69,35 @@ def delete_keys(table: Any, keys: list[tuple[str, int]]) -> None:
         table.send_changelog(partition, key, None, value_serializer="raw")
 
 
+def each_event(emitter: Emitter, msgs: list, accepts: type | tuple, handle, *,  # type: ignore[no-untyped-def]
+               wm: Watermark | None = None, on_clock=None) -> list:  # type: ignore[no-untyped-def]
+    """The per-record loop every agent shares; returns the batch's barriers (forwarded by the
+    caller after its results). Per event: a clock tick goes to ``on_clock``; an event of another
+    type than ``accepts``, one older than the watermark's retention, or one ``handle`` refuses
+    (raises) goes to the DLQ alone, and the rest of the batch goes on. ``handle`` validates
+    before it changes anything, so a refused event leaves the state as it was."""
+    barriers = []
+    for msg, e in decoded(emitter, msgs):
+        try:
+            if isinstance(e, core.EndOfInput):
+                barriers.append((msg, e))
+                continue
+            if on_clock is not None and isinstance(e, core.Clock):
+                on_clock(msg, e)
+                continue
+            if not isinstance(e, accepts):
+                raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
+            if wm is not None and wm.too_old(core.oldest_qh(e)):
+                emitter.dead_letter(msg, TOO_OLD)
+                continue
+            handle(msg, e)
+            if wm is not None:
+                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
+        except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
+            emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+    return barriers
+
+
 class Processors:
     """The agents' batch functions over the given tables and emitter, independent of Faust: the
     Faust app runs them on its streams, the in-memory driver of the tests on a fake log."""
@@ -100,7 +118,6 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
     (a dict) and ``send_changelog(partition, key, value)``."""
     alert_config = alert_config or AlertConfig()
     retention_s = retention_days * 86400
-    bodies: dict = {}
 
     def asset_partition(key: str) -> int:
         return topics.partition_for(key.split("|", 1)[0], partitions)
@@ -130,17 +147,12 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         return idx
 
     # ------------------------------------------------------------------ assets (by asset_id)
-    spec = topics.AGENT["assets"]
-    asset_barriers = Barriers(spec, partitions)
+    asset_barriers = Barriers(topics.AGENT["assets"], partitions)
 
-    # agent assets
-    wm = marks["assets"]
-
-    async def body(msgs: list) -> None:
+    async def assets(msgs: list) -> None:
         obs = Cache(obs_table, core.AssetObs, asset_partition)
         new_versions: dict[str, tuple[bytes, int]] = {}
         changed: dict[tuple[str, int], float] = {}
-        barriers: list = []
         feeds: dict[str, tuple[int, dict]] = {}
 
         def feed(asset_id: str, partition: int) -> dict:
@@ -148,41 +160,29 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 feeds[asset_id] = (partition, dict(feed_table.data.get(asset_id) or {}))
             return feeds[asset_id][1]
 
-        for msg, e in decoded(emitter, msgs):
-            try:
-                if isinstance(e, core.EndOfInput):
-                    barriers.append((msg, e))
-                    continue
-                if isinstance(e, core.Clock):
-                    now_s = parse_iso(e.now)
-                    for asset_id in list(feed_table.data.keys()):
-                        if topics.partition_for(asset_id, partitions) == msg.partition:
-                            f = feed(asset_id, msg.partition)
-                            for alert in evaluate_stale_feed(alert_config, asset_id, f, now_s):
-                                emitter.send(topics.ALERTS, alert["subject"], alert)
-                    continue
-                if not isinstance(e, core.Forecast | core.LiveSample | core.FinalProduction
-                                  | core.RedispatchFlag):
-                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
-                if wm.too_old(core.oldest_qh(e)):
-                    emitter.dead_letter(msg, TOO_OLD)
-                    continue
-                known = core.event_time_s(e) or 0.0
-                for key in _apply_asset_event(e, obs, new_versions, versions_table, forecast_index,
-                                              msg.partition):
-                    changed[key] = max(changed.get(key, 0.0), known)
-                if isinstance(e, core.LiveSample):
-                    f = feed(e.asset_id, msg.partition)
-                    for alert in feed_sample(alert_config, e.asset_id, f, parse_iso(e.timestamp)):
+        def on_clock(msg: Any, e: core.Clock) -> None:  # stale live feeds of this partition
+            now_s = parse_iso(e.now)
+            for asset_id in list(feed_table.data.keys()):
+                if topics.partition_for(asset_id, partitions) == msg.partition:
+                    for alert in evaluate_stale_feed(alert_config, asset_id, feed(asset_id, msg.partition), now_s):
                         emitter.send(topics.ALERTS, alert["subject"], alert)
-                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
-            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
-                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+
+        def handle(msg: Any, e: Any) -> None:
+            known = core.event_time_s(e) or 0.0
+            for key in _apply_asset_event(e, obs, new_versions, versions_table, forecast_index, msg.partition):
+                changed[key] = max(changed.get(key, 0.0), known)
+            if isinstance(e, core.LiveSample):
+                for alert in feed_sample(alert_config, e.asset_id, feed(e.asset_id, msg.partition),
+                                         parse_iso(e.timestamp)):
+                    emitter.send(topics.ALERTS, alert["subject"], alert)
+
+        wm = marks["assets"]
+        barriers = each_event(emitter, msgs, core.Forecast | core.LiveSample | core.FinalProduction
+                              | core.RedispatchFlag, handle, wm=wm, on_clock=on_clock)
         by_qh: dict[int, list] = defaultdict(list)
         for (asset_id, qh_s) in sorted(changed):
-            snap = core.asset_snap(asset_id, qh_s, forecast_index(asset_id).get(qh_s),
-                                   obs.get(f"{asset_id}|{qh_s}"))
-            by_qh[qh_s].append(snap)
+            by_qh[qh_s].append(core.asset_snap(asset_id, qh_s, forecast_index(asset_id).get(qh_s),
+                                               obs.get(f"{asset_id}|{qh_s}")))
         src_ms = batch_source_ms(msgs)
         for qh_s, snaps in by_qh.items():
             known_at = max(changed[(s.asset_id, qh_s)] for s in snaps)
@@ -204,11 +204,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         if cutoff is not None:
             _prune_assets(obs_table, versions_table, forecasts, asset_partition, cutoff)
 
-    bodies["assets"] = body
-
     # ------------------------------------------------------------------ trading (by trade id)
-    spec = topics.AGENT["trading"]
-    trade_barriers = Barriers(spec, partitions)
+    trade_barriers = Barriers(topics.AGENT["trading"], partitions)
 
     def trade_book(partition: int) -> core.TradeBook:
         tb = trade_books.get(partition)
@@ -221,32 +218,23 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                     tb.add(book, trade_id, occ)
         return tb
 
-    # agent trading
-    wm = marks["trading"]
-
-    async def body(msgs: list) -> None:
+    async def trading(msgs: list) -> None:
         changed: set[tuple[int, str, int]] = set()
-        added: dict[int, list] = defaultdict(list)
-        barriers: list = []
-        for msg, e in decoded(emitter, msgs):
-            try:
-                if isinstance(e, core.EndOfInput):
-                    barriers.append((msg, e))
-                    continue
-                if not isinstance(e, core.Trade):
-                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
-                if wm.too_old(core.oldest_qh(e)):
-                    emitter.dead_letter(msg, TOO_OLD)
-                    continue
-                occ = core.trade_occurrence(e)
-                tb = trade_book(msg.partition)
-                keys = tb.add(e.book, e.trade_id, occ)
-                if keys:
-                    added[msg.partition].append((e.book, e.trade_id, occ))
-                    changed.update((msg.partition, book, qh_s) for book, qh_s in keys)
-                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
-            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
-                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+        # new occurrences per source partition, stored as one chunk per topic-partition and batch,
+        # keyed by the offsets it holds (unique: never overwrites another batch's chunk)
+        added: dict[tuple[int, str], list] = defaultdict(list)
+        offsets: dict[tuple[int, str], list[int]] = defaultdict(list)
+
+        def handle(msg: Any, e: core.Trade) -> None:
+            occ = core.trade_occurrence(e)
+            keys = trade_book(msg.partition).add(e.book, e.trade_id, occ)
+            if keys:
+                added[(msg.partition, msg.topic)].append((e.book, e.trade_id, occ))
+                offsets[(msg.partition, msg.topic)].append(msg.offset)
+                changed.update((msg.partition, book, qh_s) for book, qh_s in keys)
+
+        wm = marks["trading"]
+        barriers = each_event(emitter, msgs, core.Trade, handle, wm=wm)
         src_ms = batch_source_ms(msgs)
         for partition, book, qh_s in sorted(changed):
             p = trade_book(partition).partial(book, qh_s, partition)
@@ -256,10 +244,10 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             trade_barriers.on_barrier(emitter, msg, e)
         cutoff = wm.due_for_pruning()
         await emitter.confirm()  # results before state
-        first = msgs[0].offset if msgs else 0
-        for partition, occs in added.items():
+        for (partition, topic), occs in added.items():
             end = max(o.qh0 + o.slices * QH_S for _b, _i, o in occs)
-            key = f"{partition}|{first}|{end}"
+            at = offsets[(partition, topic)]
+            key = f"{partition}|{topic}@{min(at)}-{max(at)}|{end}"
             raw = _enc.encode(occs)
             trades_table.data[key] = raw
             trades_table.send_changelog(partition, key, raw)
@@ -270,29 +258,19 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             for tb in trade_books.values():
                 tb.forget_before(cutoff)
 
-    bodies["trading"] = body
-
     # ------------------------------------------------------------------ portfolio membership
-    spec = topics.AGENT["portfolio"]
-    portfolio_barriers = Barriers(spec, partitions)
+    portfolio_barriers = Barriers(topics.AGENT["portfolio"], partitions)
 
-    # agent portfolio
-    async def body(msgs: list) -> None:
+    async def portfolio(msgs: list) -> None:
         cache = Cache(members_table, core.Membership, lambda _k: 0)
         before = cache.get("crm")
-        barriers: list = []
-        for msg, e in decoded(emitter, msgs):
-            try:
-                if isinstance(e, core.EndOfInput):
-                    barriers.append((msg, e))
-                    continue
-                if not isinstance(e, core.Contract):
-                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
-                new = core.step_membership(cache.get("crm"), e.file_time, [e.asset_id])
-                if new is not None:
-                    cache.put("crm", new)
-            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
-                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+
+        def handle(_msg: Any, e: core.Contract) -> None:
+            new = core.step_membership(cache.get("crm"), e.file_time, [e.asset_id])
+            if new is not None:
+                cache.put("crm", new)
+
+        barriers = each_event(emitter, msgs, core.Contract, handle)
         now = cache.get("crm")
         if now is not None and now != before:  # broadcast: every QH partition needs it
             emitter.to_every_partition(topics.PORTFOLIO, "portfolio", {
@@ -303,71 +281,64 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         await emitter.confirm()
         cache.flush()
 
-    bodies["portfolio"] = body
-
     # ------------------------------------------------------------------ replay clock broadcast
-    spec = topics.AGENT["clock"]
-    clock_barriers = Barriers(spec, partitions)
+    clock_barriers = Barriers(topics.AGENT["clock"], partitions)
 
-    # agent clock
-    async def body(msgs: list) -> None:
-        for msg, e in decoded(emitter, msgs):
-            if isinstance(e, core.EndOfInput):
-                clock_barriers.on_barrier(emitter, msg, e)
-            elif isinstance(e, core.Clock):  # every tick: time-driven checks must see each minute
-                emitter.to_every_partition(topics.CLOCK_BROADCAST, "clock", msgspec.to_builtins(e))
-            else:
-                emitter.dead_letter(msg, f"unexpected event type {type(e).__name__} on {msg.topic}")
+    async def clock(msgs: list) -> None:
+        def handle(_msg: Any, e: core.Clock) -> None:  # every tick: time-driven checks must see each minute
+            emitter.to_every_partition(topics.CLOCK_BROADCAST, "clock", msgspec.to_builtins(e))
+
+        for msg, e in each_event(emitter, msgs, core.Clock, handle):
+            clock_barriers.on_barrier(emitter, msg, e)
         await emitter.confirm()
 
-    bodies["clock"] = body
-
     # ------------------------------------------------------------------ imbalance per QH
-    spec = topics.AGENT["qh"]
-    qh_barriers = Barriers(spec, partitions, barrier_table)
+    qh_barriers = Barriers(topics.AGENT["qh"], partitions, barrier_table)
 
     def qh_partition(key: str) -> int:
         return topics.partition_for(iso(int(key)), partitions)
 
-    # agent qh
-    wm = marks["qh"]
-
-    async def body(msgs: list) -> None:
+    async def qh(msgs: list) -> None:
         states = Cache(qh_table, core.QhState, qh_partition)
         members = Cache(members_table, core.Membership, int)
         changed: set[int] = set()
         members_changed: set[int] = set()
         ticks: dict[int, list[float]] = defaultdict(list)
-        barriers: list = []
-        for msg, e in decoded(emitter, msgs):
-            try:
-                if isinstance(e, core.EndOfInput):
-                    barriers.append((msg, e))
-                    continue
-                if isinstance(e, core.Clock):
-                    ticks[msg.partition].append(parse_iso(e.now))
-                    continue
-                if isinstance(e, core.Portfolio):
-                    key = str(msg.partition)
-                    new = core.step_membership(members.get(key), e.file_time, e.members)
-                    if new is not None:
-                        members.put(key, new)
-                        members_changed.add(msg.partition)
-                    wm.saw(msg.topic, msg.partition, core.event_time_s(e))
-                    continue
-                if not isinstance(e, core.AssetQhBundle | core.TradingPartial | core.ImbalancePrice):
-                    raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
-                qh_s = int(core.oldest_qh(e) or 0)
-                if wm.too_old(qh_s):
-                    emitter.dead_letter(msg, TOO_OLD)
-                    continue
-                new_state = core.step_qh(states.get(str(qh_s)), e)
-                if new_state is not None:
-                    states.put(str(qh_s), new_state)
-                    changed.add(qh_s)
-                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
-            except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
-                emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+
+        def on_clock(msg: Any, e: core.Clock) -> None:
+            ticks[msg.partition].append(parse_iso(e.now))
+
+        def handle(msg: Any, e: Any) -> None:
+            if isinstance(e, core.Portfolio):
+                key = str(msg.partition)
+                new = core.step_membership(members.get(key), e.file_time, e.members)
+                if new is not None:
+                    members.put(key, new)
+                    members_changed.add(msg.partition)
+                return
+            qh_s = int(core.oldest_qh(e) or 0)
+            new_state = core.step_qh(states.get(str(qh_s)), e)
+            if new_state is not None:
+                states.put(str(qh_s), new_state)
+                changed.add(qh_s)
+
+        def alerts(qh_s: int, st: core.QhState, evaluate) -> None:  # type: ignore[no-untyped-def]
+            """Run an alert rule of stream_processors.alerts on the QH's alert state, send what it
+            raises or resolves and keep the new state."""
+            al = {"al": {k: list(v) for k, v in st.alerts.items()}}
+            for alert in evaluate(al):
+                emitter.send(topics.ALERTS, alert["subject"], alert)
+            new_alerts = {k: (bool(v[0]), int(v[1])) for k, v in al["al"].items()}
+            if new_alerts != st.alerts:
+                states.put(str(qh_s), msgspec.structs.replace(st, alerts=new_alerts))
+
+        def portfolio_of(partition: int) -> frozenset[str] | None:
+            m = members.get(str(partition))
+            return m.members if m else None
+
+        wm = marks["qh"]
+        barriers = each_event(emitter, msgs, core.AssetQhBundle | core.TradingPartial | core.ImbalancePrice
+                              | core.Portfolio, handle, wm=wm, on_clock=on_clock)
         if members_changed:  # a new CRM file: every QH of the partition is recomputed
             for key in list(qh_table.data.keys()):
                 if qh_partition(key) in members_changed:
@@ -377,14 +348,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             st = states.get(str(qh_s))
             if st is None:
                 continue
-            m = members.get(str(qh_partition(str(qh_s))))
-            port, rows, trading_by_book = core.qh_results(qh_s, st, m.members if m else None)
-            al = {"al": {k: list(v) for k, v in st.alerts.items()}}
-            for alert in evaluate_alerts(alert_config, qh_s, al, port, st.known_at):
-                emitter.send(topics.ALERTS, alert["subject"], alert)
-            new_alerts = {k: (bool(v[0]), int(v[1])) for k, v in al["al"].items()}
-            if new_alerts != st.alerts:
-                states.put(str(qh_s), msgspec.structs.replace(st, alerts=new_alerts))
+            port, rows, trading_by_book = core.qh_results(qh_s, st, portfolio_of(qh_partition(str(qh_s))))
+            alerts(qh_s, st, lambda al, q=qh_s, s=st, p=port: evaluate_alerts(alert_config, q, al, p, s.known_at))
             key = iso(qh_s)
             emitter.send(topics.QH_RESULTS, key, {
                 "schema_version": 1, "type": "qh_result", "qh": qh_s, "known_at": st.known_at,
@@ -393,21 +358,14 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 emitter.send(topics.TRADING_QH, key, {"schema_version": 1, "type": "trading_qh", **row,
                                                       "known_at": st.known_at, "src_ms": src_ms})
         for p, nows in ticks.items():  # time-driven: open positions close to gate closure
-            m = members.get(str(p))
             for now_s in sorted(nows):
                 for qh_s in qhs_due_for_position_check(alert_config, now_s):
-                    if topics.partition_for(iso(qh_s), partitions) != p:
-                        continue
-                    st = states.get(str(qh_s))
+                    st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
                     if st is None:
                         continue
-                    port, _rows, _t = core.qh_results(qh_s, st, m.members if m else None)
-                    al = {"al": {k: list(v) for k, v in st.alerts.items()}}
-                    for alert in evaluate_open_position(alert_config, qh_s, al, port, now_s):
-                        emitter.send(topics.ALERTS, alert["subject"], alert)
-                    new_alerts = {k: (bool(v[0]), int(v[1])) for k, v in al["al"].items()}
-                    if new_alerts != st.alerts:
-                        states.put(str(qh_s), msgspec.structs.replace(st, alerts=new_alerts))
+                    port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
+                    alerts(qh_s, st, lambda al, q=qh_s, s=st, pt=port, n=now_s:
+                           evaluate_open_position(alert_config, q, al, pt, n))
         for msg, e in barriers:
             qh_barriers.on_barrier(emitter, msg, e)
         cutoff = wm.due_for_pruning()
@@ -418,8 +376,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             delete_keys(qh_table, [(k, qh_partition(k)) for k in list(qh_table.data.keys())
                                    if int(k) < cutoff])
 
-    bodies["qh"] = body
-
+    bodies = {"assets": assets, "trading": trading, "portfolio": portfolio, "clock": clock, "qh": qh}
+    assert set(bodies) == set(topics.AGENT), "one batch function per agent of the topology"
 
     def reset() -> None:
         forecasts.clear()

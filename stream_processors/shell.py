@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +47,6 @@ class Emitter:
         self.send_soon = send_soon  # (topic, key, value, partition) -> a future of the broker's ack
         self.partitions = partitions
         self._pending: list[tuple[str, bytes, bytes, int, Any]] = []
-        self.refused: Counter[tuple[str, str]] = Counter()
         self.failed_sends = 0
 
     def _send(self, name: str, key: bytes, value: bytes, partition: int) -> None:
@@ -65,13 +64,13 @@ class Emitter:
             self._send(name, key.encode(), raw, p)
 
     def dead_letter(self, message: Any, reason: str) -> None:
-        """Refuse one record: to ``<topic>.dlq`` with where it was and why, and counted."""
+        """Refuse one record: to ``<topic>.dlq`` with where it was and why (the sink stores it in
+        ``quarantine`` with stage ``processors``, where ``intraday run`` counts it)."""
         raw = message.value if isinstance(message.value, bytes) else b""
         record = events.dlq_record(f"{message.topic}[{message.partition}]@{message.offset}", message.offset,
                                    reason, raw.decode("utf-8", "replace"), message.topic)
         record["stage"] = "processors"
         self._send(topics.dlq(message.topic), message.topic.encode(), orjson.dumps(record), 0)
-        self.refused[(message.topic, reason.split(":")[0][:80])] += 1
         log.warning("refused %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
 
     async def confirm(self) -> None:

@@ -413,8 +413,6 @@ def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fres
     assert counts.get("qh-state", 0) > 0 and counts.get("trade-occurrences", 0) > 0, counts
 
 
-@pytest.mark.xfail(reason="the late trade is not refused within 120 s end to end although the watermark "
-                          "rule refuses it in tests/test_core.py; under investigation (issue 13 note)", strict=False)
 def test_state_older_than_the_retention_is_forgotten_and_late_events_for_it_are_refused(
         day, tmp_path, fresh_db, settings_for):
     """Retention follows the data, not the replay clock: a clock ten days on drops nothing; trades

@@ -20,6 +20,7 @@ from reference import compute_reference
 
 from intraday import topics
 from intraday.generate import generate_day
+from intraday.qh import parse_iso
 from producers.parsers import parse_day
 from producers.replay import Replayer
 from sink.export import export
@@ -119,3 +120,41 @@ def test_any_schedule_with_crashes_redeliveries_and_duplicates_equals_the_refere
     finally:
         with psycopg.connect(pg_base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_each_agent_forgets_and_refuses_by_its_own_watermark(parsed):
+    """Regression: the batch functions shared one closure variable for their watermark, so every
+    agent judged lateness by the qh agent's: trades ten days on in every trade partition did not
+    move the trading agent's retention, and a late trade for the day was counted."""
+    log = published(parsed)
+    worker = run_processors(log, random.Random(1), max_batch=5000)
+
+    def trade(trade_id: str, start: str, executed: str) -> bytes:
+        return orjson.dumps({"schema_version": 1, "type": "trade", "book": "private", "trade_id": trade_id,
+                             "side": "SELL", "delivery_start": start, "delivery_end": start[:14] + "15:00Z",
+                             "execution_time": executed, "price_eur_mwh": 99.0, "volume_mw": 50.0,
+                             "event_time": executed, "source_file": "late", "source_line": 1})
+
+    for t in (topics.PRIVATE_TRADES, topics.PUBLIC_TRADES):
+        for p in range(PARTITIONS):
+            value = trade(f"FUTURE-{p}", "2025-06-18T10:00:00Z", "2025-06-18T09:00:00Z")
+            if t == topics.PUBLIC_TRADES:
+                value = value.replace(b'"book":"private"', b'"book":"public"').replace(b'"SELL"', b"null")
+            log.append(t, b"k", value, p)
+    spec = topics.AGENT["trading"]
+    while worker.step(spec, 5000):
+        pass
+    log.append(topics.PRIVATE_TRADES, b"k", trade("LATE-1", "2025-06-08T10:00:00Z", "2025-06-08T09:00:00Z"), 0)
+    while worker.step(spec, 5000):
+        pass
+    refused = [orjson.loads(v) for _k, v in log.partition_list(topics.dlq(topics.PRIVATE_TRADES))[0]]
+    refused = [r for r in refused if r.get("type") != "end_of_input"]
+    assert [r["reason"] for r in refused] == [
+        "older than the processors' state retention (INTRADAY_STATE_RETENTION_DAYS)"]
+    assert b"LATE-1" in refused[0]["raw"].encode()
+    # the day's trades are forgotten (retention), the trades ten days on are kept
+    ends = [int(k.rsplit("|", 1)[1]) for k in worker.tables["trade-occurrences"].data]
+    assert ends and min(ends) > parse_iso("2025-06-14T00:00:00Z")
+    # the other agents' watermarks did not move: nothing of theirs refused
+    for t in (topics.FORECASTS, topics.LIVE_INFEED, topics.IMBALANCE_PRICES):
+        assert [v for _k, v in log.partition_list(topics.dlq(t))[0] if b'"end_of_input"' not in v] == []
