@@ -44,15 +44,29 @@ def epoch_from_number(value: float) -> float:
     return v / 1000.0 if abs(v) >= MS_THRESHOLD else v
 
 
+MAX_DELIVERY_S = 48 * HOUR_S  # a longer delivery range is refused: one row must not become millions of QHs
+
+
+def delivery_range_problem(start_s: float, end_s: float) -> str | None:
+    """Why ``[start, end)`` is no delivery range (empty, not on quarter-hours, over 48 h), or None."""
+    if end_s <= start_s:
+        return "delivery end is not after delivery start"
+    if start_s % QH_S or end_s % QH_S:
+        return "delivery range is not aligned to quarter-hours"
+    if end_s - start_s > MAX_DELIVERY_S:
+        return f"delivery range longer than {MAX_DELIVERY_S // HOUR_S} h"
+    return None
+
+
 def qh_slices(start_s: int, end_s: int) -> list[int]:
     """The QH starts of a delivery range ``[start, end)``: an hourly product gives four.
 
-    Raises ``ValueError`` for a range that is empty or not aligned to quarter-hours.
+    Raises ``ValueError`` for a range :func:`delivery_range_problem` refuses (a 2099 end would
+    otherwise become millions of slices).
     """
-    if end_s <= start_s:
-        raise ValueError("delivery end is not after delivery start")
-    if start_s % QH_S or end_s % QH_S:
-        raise ValueError("delivery range is not aligned to quarter-hours")
+    problem = delivery_range_problem(start_s, end_s)
+    if problem:
+        raise ValueError(problem)
     return list(range(start_s, end_s, QH_S))
 
 

@@ -44,7 +44,7 @@ import orjson
 
 from intraday import topics
 from intraday.events import SCHEMA_VERSION, dlq_record, occurrence_order
-from intraday.qh import BERLIN, QH_S, UTC, epoch_from_number, iso, iso_precise
+from intraday.qh import BERLIN, QH_S, UTC, delivery_range_problem, epoch_from_number, iso, iso_precise
 
 __all__ = [
     "ParsedDay", "Record", "Rejection", "classify", "contract_assets", "metering_point_assets",
@@ -398,17 +398,8 @@ def _utc_time(text: str) -> float:
         raise ValueError("out of range") from None
 
 
-MAX_DELIVERY_S = 48 * 3600  # longer ranges are refused: one row must not become millions of QHs
-
-
 def _check_range(start: float, end: float) -> str | None:
-    if end <= start:
-        return "delivery end is not after delivery start"
-    if start % QH_S or end % QH_S:
-        return "delivery range is not aligned to quarter-hours"
-    if end - start > MAX_DELIVERY_S:
-        return f"delivery range longer than {MAX_DELIVERY_S // 3600} h"
-    return None
+    return delivery_range_problem(start, end)
 
 
 def _base(type_: str, event_time: str, rel: str, line: int) -> dict[str, Any]:

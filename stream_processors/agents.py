@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from intraday import topics
-from intraday.qh import QH_S, iso, parse_iso
+from intraday.qh import MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_slices
 from stream_processors import core
 from stream_processors.alerts import (
     AlertConfig,
@@ -416,7 +416,7 @@ def _apply_asset_event(e: Any, obs: Cache, new_versions: dict[str, tuple[bytes, 
         new = core.apply_final(obs.get(key), parse_iso(e.published_at), e.source_line, float(e.value_kw))
     else:  # RedispatchFlag: every QH of its range
         published = parse_iso(e.published_at)
-        qhs = core.delivery_qhs(int(parse_iso(e.delivery_start)), int(parse_iso(e.delivery_end)))
+        qhs = qh_slices(int(parse_iso(e.delivery_start)), int(parse_iso(e.delivery_end)))
         out = []
         for qh_s in qhs:
             key = f"{e.asset_id}|{qh_s}"
@@ -435,7 +435,7 @@ def _prune_assets(obs_table: Any, versions_table: Any, forecasts: dict, partitio
     """Forget (asset, QH) observations before ``cutoff`` and versions whose 48 h are all before it."""
     old_obs = [(k, partition_of(k)) for k in list(obs_table.data.keys()) if float(k.rsplit("|", 1)[1]) < cutoff]
     old_versions = [(k, partition_of(k)) for k in list(versions_table.data.keys())
-                    if float(k.rsplit("|", 1)[1]) + core.MAX_DELIVERY_S < cutoff]
+                    if float(k.rsplit("|", 1)[1]) + MAX_DELIVERY_S < cutoff]
     delete_keys(obs_table, old_obs)
     delete_keys(versions_table, old_versions)
     for idx in forecasts.values():

@@ -26,9 +26,7 @@ from collections.abc import Iterable
 import msgspec
 
 from intraday.events import occurrence_order
-from intraday.qh import GATE_CLOSURE_S, HOUR_S, QH_S, iso, kw_to_mwh, parse_iso
-
-MAX_DELIVERY_S = 48 * HOUR_S  # a delivery range longer than this is refused (one trade = 192 QHs at most)
+from intraday.qh import GATE_CLOSURE_S, HOUR_S, QH_S, iso, kw_to_mwh, parse_iso, qh_slices
 
 # ---------------------------------------------------------------------------------------------
 # Events on the wire (schema_version 1, or 2 for a batch of version-1 events: contract.md)
@@ -183,7 +181,10 @@ def decode(raw: bytes | None) -> list[V1]:
     try:
         value = _decoder.decode(raw)
     except msgspec.ValidationError as exc:  # (a subclass of DecodeError: first)
-        version = _versions.decode(raw).schema_version
+        try:
+            version = _versions.decode(raw).schema_version
+        except msgspec.ValidationError:  # not even an object: the first error says it
+            version = 1
         if version not in (1, 2):
             raise PoisonMessage(f"unsupported schema_version {version!r}") from None
         raise PoisonMessage(f"invalid event: {exc}") from None
@@ -211,18 +212,6 @@ def event_time_s(e: V1) -> float | None:
     if isinstance(e, Portfolio):
         return parse_iso(e.file_time)
     return parse_iso(e.event_time) if e.event_time else None
-
-
-def delivery_qhs(start_s: int, end_s: int) -> range:
-    """QH starts of ``[start, end)``; refuses an empty, unaligned or over-48 h range (a 2099 end
-    would otherwise become millions of slices)."""
-    if end_s <= start_s:
-        raise ValueError("delivery end is not after delivery start")
-    if start_s % QH_S or end_s % QH_S:
-        raise ValueError("delivery range is not aligned to quarter-hours")
-    if end_s - start_s > MAX_DELIVERY_S:
-        raise ValueError(f"delivery range longer than {MAX_DELIVERY_S // HOUR_S} h")
-    return range(start_s, end_s, QH_S)
 
 
 def oldest_qh(e: V1) -> float | None:
@@ -376,7 +365,7 @@ class TradeOcc(msgspec.Struct, array_like=True, frozen=True):
 
 def trade_occurrence(e: Trade) -> TradeOcc:
     start, end = int(parse_iso(e.delivery_start)), int(parse_iso(e.delivery_end))
-    qhs = delivery_qhs(start, end)
+    qhs = qh_slices(start, end)
     if e.book not in ("private", "public"):
         raise ValueError(f"unknown book {e.book!r}")
     side = e.side if e.book == "private" else None

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intraday.qh import iso
+from intraday.qh import iso, qh_slices
 from stream_processors import core, shell
 
 T = 1_749_384_000  # 2025-06-08T12:00:00Z
@@ -133,7 +133,7 @@ def test_a_delivery_range_to_2099_is_refused_not_sliced_into_millions_of_quarter
                                          delivery_start=iso(T), delivery_end="2099-01-01T00:00:00Z",
                                          execution_time=iso(T), price_eur_mwh=1.0, volume_mw=1.0))
     with pytest.raises(ValueError, match="longer than 48 h"):
-        core.delivery_qhs(T, 4_070_908_800)
+        qh_slices(T, 4_070_908_800)
 
 
 # ----------------------------------------------------------------------------- section 4
@@ -196,7 +196,7 @@ def test_a_record_with_a_wrong_field_type_is_poison_also_on_derived_topics_and_c
     bad = [b'{"schema_version": 1, "type": "contract", "file_time": 5, "asset_id": "A"}',
            b'{"schema_version": 1, "type": "asset_qh", "qh": "soon", "assets": []}',
            b'{"schema_version": 1, "type": "trading_partial", "book": "public", "qh": 1, "part": 0}',
-           b'{"schema_version": 7, "type": "clock", "now": "x"}', b"\xff\xfe"]
+           b'{"schema_version": 7, "type": "clock", "now": "x"}', b"\xff\xfe", b"[1, 2]", b"null", b'"text"']
     for raw in bad:
         with pytest.raises(core.PoisonMessage):
             core.decode(raw)

@@ -364,6 +364,7 @@ def test_trade_columns_are_read_by_name_whatever_their_order(tmp_path):
     (private_row(side="HOLD"), "unknown Side 'HOLD'"),
     (private_row(ds="2025-06-08 10:05:00+00:00"), "delivery range is not aligned to quarter-hours"),
     (private_row(de="2025-06-08 10:00:00+00:00"), "delivery end is not after delivery start"),
+    (private_row(de="2099-01-01 00:00:00+00:00"), "delivery range longer than 48 h"),  # not 2.6M slices
     (private_row(ds="2025-06-08 10:00:00"), "bad DeliveryStart '2025-06-08 10:00:00': no time zone"),
     (private_row(ex="yesterday"), "bad ExecutionTime 'yesterday'"),
     ("T7;SELL;2025-06-08 10:00:00+00:00;62.0\n", "expected 9 fields, found 4"),
@@ -401,6 +402,18 @@ def test_a_trade_re_sent_in_another_file_of_the_same_book_is_published_once(tmp_
     assert sorted(trades) == sorted([("private", "T1", 61.9, PRIVATE), ("private", "T2", 70.0, PRIVATE),
                                      ("private", "T3", 61.9, later), ("public", "T1", 61.9, PUBLIC)])
     assert day.duplicates_dropped == 1
+
+
+def test_the_first_occurrence_of_a_re_sent_trade_is_the_first_in_file_order_not_by_execution_time(tmp_path):
+    """The reference keeps the first occurrence in file-name time order; so do parse_day and the
+    processors, also when the re-sent copy has another delivery period and an earlier execution."""
+    later = "exchange/Private_Trades-20250608-20250608T230000000Z.csv"
+    write(tmp_path, PRIVATE, PRIVATE_HEAD + private_row(tid="T1", price="70"))
+    write(tmp_path, later, PRIVATE_HEAD + private_row(tid="T1", price="99", ds="2025-06-08 14:00:00+00:00",
+                                                       de="2025-06-08 15:00:00+00:00",
+                                                       ex="2025-06-07 09:00:00+00:00"))
+    [r] = [r for r in parse_day(tmp_path).records if r.event["type"] == "trade"]
+    assert (r.event["price_eur_mwh"], r.event["source_file"]) == (70.0, PRIVATE)
 
 
 # ---------------------------------------------------------------------------------------------
