@@ -150,7 +150,7 @@ class Stack:
                 raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}; "
                                    f"last log lines:\n{child.tail()}")
 
-    def missing_barriers(self, replay_id: str) -> int:
+    def missing_barriers(self, replay_id: str, expected: frozenset | None = None) -> int:
         """How many end-of-input barriers of the replay the database does not hold yet: 0 means
         every result of every record published before them is in the database (they travel
         behind the results through every agent and are written in the sink's transaction)."""
@@ -158,9 +158,8 @@ class Stack:
         from sink.sink import SINK_TOPICS
 
         assert self.services is not None
-        n = self.settings.partitions
-        expected = {(t, p, o) for t in SINK_TOPICS for p in range(topics.partition_count(t, n))
-                    for o in topics.expected_origins(t, n)}
+        if expected is None:
+            expected = topics.expected_barriers(SINK_TOPICS, self.settings.partitions)
         with connect(self.services.database_url) as conn:
             have = set(conn.execute("SELECT topic, partition, origin FROM drain_markers WHERE replay_id = %s",
                                     (replay_id,)).fetchall())
@@ -182,15 +181,18 @@ class Stack:
     def wait_drained(self, replay_id: str, timeout: float, interval: float = 0.2, on_wait=None) -> float:
         """Wait until the database holds every barrier of the replay (:meth:`missing_barriers`);
         returns seconds waited. Raises if a process died or ``timeout`` passed."""
+        from sink.sink import SINK_TOPICS
+
         t0 = time.monotonic()
         next_report = t0 + 5.0
+        expected = topics.expected_barriers(SINK_TOPICS, self.settings.partitions)
+        missing = len(expected)
         while True:
             self.check_children()
             try:
-                missing = self.missing_barriers(replay_id)
-            except Exception as exc:  # noqa: BLE001 - a database restart: look again
+                missing = self.missing_barriers(replay_id, expected)
+            except Exception as exc:  # noqa: BLE001 - a database restart: look again (missing as it was)
                 log.info("drain check did not complete (%s); checking again", exc)
-                missing = -1
             if missing == 0:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:

@@ -175,3 +175,9 @@ def expected_origins(topic: str, partitions: int) -> frozenset[str]:
         else:
             out |= {f"{a.name}:{t}:{p}" for t in a.inputs for p in range(partition_count(t, partitions))}
     return frozenset(out)
+
+
+def expected_barriers(names: list[str] | tuple[str, ...], partitions: int) -> frozenset[tuple[str, int, str]]:
+    """(topic, partition, origin) of every barrier a consumer of ``names`` sees for one replay."""
+    return frozenset((t, p, o) for t in names for p in range(partition_count(t, partitions))
+                     for o in expected_origins(t, partitions))

@@ -75,14 +75,10 @@ def sink_into(log: MemLog, url: str) -> set[tuple[str, int, str]]:
     return barriers
 
 
-def expected_barriers() -> set[tuple[str, int, str]]:
-    return {(t, p, o) for t in SINK_TOPICS for p in range(topics.partition_count(t, PARTITIONS))
-            for o in topics.expected_origins(t, PARTITIONS)}
-
-
 def check(log: MemLog, url: str, tmp: Path, reference) -> None:
     barriers = sink_into(log, url)
-    assert expected_barriers() <= barriers, f"barriers missing: {sorted(expected_barriers() - barriers)[:5]}"
+    expected = topics.expected_barriers(SINK_TOPICS, PARTITIONS)
+    assert expected <= barriers, f"barriers missing: {sorted(expected - barriers)[:5]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE quarantine")
     out = tmp / "out"
