@@ -29,7 +29,7 @@ from stream_processors import core
 
 log = logging.getLogger("intraday.processors")
 
-CONFIRM_TIMEOUT_S = float(os.environ.get("INTRADAY_CONFIRM_TIMEOUT_S", "120"))
+CONFIRM_TIMEOUT_S = 120.0  # the broker's acknowledgement of a batch's results, at the most
 EXIT_UNCONFIRMED = 70
 
 
@@ -43,9 +43,10 @@ def die(reason: str) -> None:
 class Emitter:
     """Collects a batch's output records; :meth:`confirm` returns when the broker has every one."""
 
-    def __init__(self, send_soon: Any, partitions: int) -> None:
+    def __init__(self, send_soon: Any, partitions: int, confirm_timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
         self.send_soon = send_soon  # (topic, key, value, partition) -> a future of the broker's ack
         self.partitions = partitions
+        self.confirm_timeout_s = confirm_timeout_s
         self._pending: list[tuple[str, bytes, bytes, int, Any]] = []
         self.failed_sends = 0
 
@@ -77,13 +78,14 @@ class Emitter:
         """Wait until the broker has acknowledged every record sent so far. A failed send is sent
         again; if the broker has not taken everything within ``CONFIRM_TIMEOUT_S`` the worker
         exits before the batch is acked (never "write the state anyway")."""
+        timeout = self.confirm_timeout_s
         pending, self._pending = self._pending, []
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         delay = 0.2
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
-                die(f"{len(pending)} results not confirmed by the broker within {CONFIRM_TIMEOUT_S:.0f}s")
+                die(f"{len(pending)} results not confirmed by the broker within {timeout:.0f}s")
             await asyncio.wait([item[4] for item in pending], timeout=left)
             waiting = [item for item in pending if not item[4].done()]
             failed = [item for item in pending if item[4].done() and item[4].exception() is not None]

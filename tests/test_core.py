@@ -250,8 +250,6 @@ def test_a_failed_result_send_is_sent_again_before_the_state_is_written():
 
 
 def test_results_the_broker_never_confirms_end_the_worker_before_the_batch_is_acked(monkeypatch):
-    monkeypatch.setattr(shell, "CONFIRM_TIMEOUT_S", 0.2)
-
     class Died(Exception):
         pass
 
@@ -262,7 +260,7 @@ def test_results_the_broker_never_confirms_end_the_worker_before_the_batch_is_ac
 
     async def run():
         loop = asyncio.get_running_loop()
-        em = shell.Emitter(lambda *a: loop.create_future(), 4)  # never resolves
+        em = shell.Emitter(lambda *a: loop.create_future(), 4, confirm_timeout_s=0.2)  # never resolves
         em.send("derived.qh-results", "k", {"a": 1})
         await em.confirm()
 
