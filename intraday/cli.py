@@ -92,7 +92,9 @@ def build_parser() -> Parser:
     s = cmd("run", "one shot: start what is needed, replay, wait until the database reflects every event")
     s.add_argument("day_dir")
     s.add_argument("--speed", default="max", help="N times real time, or 'max' (default)")
-    s.add_argument("--until-drained", action="store_true", help="wait until every event is in the database")
+    s.add_argument("--until-drained", action="store_true",
+                   help="wait until the database holds every result (the replay's end-of-input barrier behind them); "
+                        "exit 3 if any record was quarantined or refused, with the counts")
     s.add_argument("--from", dest="from_", metavar="INSTANT")
     s.add_argument("--to", metavar="INSTANT")
     s.add_argument("--workers", type=int, default=1, help="Faust workers to run (default 1)")
