@@ -86,3 +86,29 @@ def occurrence_order(source_file: str, source_line: int) -> str:
     """Sortable text of where a record stands among the day's files: file-name time, file, line.
     The first occurrence of a re-sent trade id is the smallest (domain.md 3)."""
     return f"{file_time_key(source_file)}|{source_file}|{source_line:09d}"
+
+
+MAX_BATCH_BYTES = 256 * 1024  # a batch record stays far below Kafka's default 1 MB record limit
+
+
+def batch_records(values: list[bytes], max_events: int, max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
+    """Encoded events of one key as few records: a schema-version-2 batch per run of at most
+    ``max_events`` events and ``max_bytes`` (a single event stays a version-1 record)."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for v in values:
+        if run and (len(run) >= max_events or size + len(v) > max_bytes):
+            out.append(_batch(run))
+            run, size = [], 0
+        run.append(v)
+        size += len(v) + 1
+    if run:
+        out.append(_batch(run))
+    return out
+
+
+def _batch(run: list[bytes]) -> bytes:
+    if len(run) == 1:
+        return run[0]
+    return b'{"schema_version":2,"type":"batch","events":[' + b",".join(run) + b"]}"

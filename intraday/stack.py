@@ -221,14 +221,15 @@ class Stack:
                 "WHERE stage <> 'input' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()]
 
 
-def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None):
-    """Publish a parsed day's rejections (to the DLQs) and records (in event-time order)."""
+def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None, batch_events=None):
+    """Publish a parsed day's rejections (to the DLQs) and records (in event-time order);
+    ``batch_events``: see :meth:`producers.replay.Replayer.replay`."""
     from intraday.kafka import producer
     from producers.replay import Replayer
 
     rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
     rp.publish_rejections(parsed.rejections)
-    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s)
+    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s, batch_events=batch_events)
     stack.last_replay_id = stats.replay_id
     log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
              stats.published / stats.wall_s if stats.wall_s else 0)
@@ -236,7 +237,8 @@ def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None):
 
 
 def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None, until_drained: bool = True,
-                         timeout: float = 3600, workers: int = 1, during=None, max_rebuilds: int = 3):
+                         timeout: float = 3600, workers: int = 1, during=None, max_rebuilds: int = 3,
+                         batch_events: int | None = None):
     """Replay a parsed day (and wait until the database holds it), rebuilding from the files
     when the embedded broker is lost: Tansu keeps topics in memory only, so after a broker
     restart the topics are re-created with their declared counts, the processors and the sink
@@ -249,7 +251,7 @@ def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None,
                 stack.start_sink()
                 for i in range(workers):
                     stack.start_worker(f"worker-{i}" if workers > 1 else "worker")
-            stats = publish_day(stack, parsed, speed, from_s, to_s)
+            stats = publish_day(stack, parsed, speed, from_s, to_s, batch_events)
             if during is not None:
                 during(stack)
                 during = None

@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import msgspec
+import orjson
 
 from intraday import topics
 from intraday.qh import MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_slices
@@ -32,6 +33,7 @@ from stream_processors.shell import TOO_OLD, Barriers, Emitter, Watermark, batch
 log = logging.getLogger("intraday.processors")
 
 _enc = msgspec.json.Encoder()
+TRADE_CHUNK = 2000  # trade occurrences per changelog record (~150 bytes each)
 
 
 class Cache:
@@ -77,7 +79,8 @@ def each_event(emitter: Emitter, msgs: list, accepts: type | tuple, handle, *,  
     (raises) goes to the DLQ alone, and the rest of the batch goes on. ``handle`` validates
     before it changes anything, so a refused event leaves the state as it was."""
     barriers = []
-    for msg, e in decoded(emitter, msgs):
+    cutoff = wm.cutoff() if wm is not None else None  # the batch's: pruning happens at its end
+    for msg, e, many in decoded(emitter, msgs):
         try:
             if isinstance(e, core.EndOfInput):
                 barriers.append((msg, e))
@@ -87,14 +90,15 @@ def each_event(emitter: Emitter, msgs: list, accepts: type | tuple, handle, *,  
                 continue
             if not isinstance(e, accepts):
                 raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
-            if wm is not None and wm.too_old(core.oldest_qh(e)):
-                emitter.dead_letter(msg, TOO_OLD)
+            qh_s = core.oldest_qh(e)
+            if cutoff is not None and qh_s is not None and qh_s < cutoff:
+                emitter.dead_letter(msg, TOO_OLD, e if many else None)
                 continue
             handle(msg, e)
             if wm is not None:
-                wm.saw(msg.topic, msg.partition, core.event_time_s(e))
+                wm.saw(msg.topic, msg.partition, core.event_time_s(e), qh_s)
         except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
-            emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}")
+            emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}", e if many else None)
     return barriers
 
 
@@ -202,7 +206,7 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 feed_table.data[asset_id] = f
                 feed_table.send_changelog(partition, asset_id, f)
         if cutoff is not None:
-            _prune_assets(obs_table, versions_table, forecasts, asset_partition, cutoff)
+            wm.pruned(_prune_assets(obs_table, versions_table, forecasts, asset_partition, cutoff))
 
     # ------------------------------------------------------------------ trading (by trade id)
     trade_barriers = Barriers(topics.AGENT["trading"], partitions)
@@ -236,27 +240,32 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         wm = marks["trading"]
         barriers = each_event(emitter, msgs, core.Trade, handle, wm=wm)
         src_ms = batch_source_ms(msgs)
+        by_qh: dict[int, list[bytes]] = defaultdict(list)
         for partition, book, qh_s in sorted(changed):
             p = trade_book(partition).partial(book, qh_s, partition)
             p.src_ms = src_ms
-            emitter.send(topics.TRADING_PARTIALS, iso(qh_s), _enc.encode(p))
+            by_qh[qh_s].append(_enc.encode(p))
+        for qh_s, values in by_qh.items():  # one record per QH: the partials of every book and partition
+            emitter.send_events(topics.TRADING_PARTIALS, iso(qh_s), values)
         for msg, e in barriers:
             trade_barriers.on_barrier(emitter, msg, e)
         cutoff = wm.due_for_pruning()
         await emitter.confirm()  # results before state
         for (partition, topic), occs in added.items():
-            end = max(o.qh0 + o.slices * QH_S for _b, _i, o in occs)
             at = offsets[(partition, topic)]
-            key = f"{partition}|{topic}@{min(at)}-{max(at)}|{end}"
-            raw = _enc.encode(occs)
-            trades_table.data[key] = raw
-            trades_table.send_changelog(partition, key, raw)
+            for i in range(0, len(occs), TRADE_CHUNK):  # a changelog record stays far below 1 MB
+                part = occs[i:i + TRADE_CHUNK]
+                end = max(o.qh0 + o.slices * QH_S for _b, _i, o in part)
+                key = f"{partition}|{topic}@{min(at)}-{max(at)}#{i}|{end}"
+                raw = _enc.encode(part)
+                trades_table.data[key] = raw
+                trades_table.send_changelog(partition, key, raw)
         if cutoff is not None:
-            old = [(k, int(k.split("|")[0])) for k in list(trades_table.data.keys())
-                   if int(k.rsplit("|", 1)[1]) <= cutoff]
-            delete_keys(trades_table, old)
+            ends = {k: int(k.rsplit("|", 1)[1]) for k in list(trades_table.data.keys())}
+            delete_keys(trades_table, [(k, int(k.split("|")[0])) for k, end in ends.items() if end <= cutoff])
             for tb in trade_books.values():
                 tb.forget_before(cutoff)
+            wm.pruned(min((end for end in ends.values() if end > cutoff), default=None))
 
     # ------------------------------------------------------------------ portfolio membership
     portfolio_barriers = Barriers(topics.AGENT["portfolio"], partitions)
@@ -302,6 +311,7 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         states = Cache(qh_table, core.QhState, qh_partition)
         members = Cache(members_table, core.Membership, int)
         changed: set[int] = set()
+        trading_changed: set[int] = set()
         members_changed: set[int] = set()
         ticks: dict[int, list[float]] = defaultdict(list)
 
@@ -321,6 +331,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             if new_state is not None:
                 states.put(str(qh_s), new_state)
                 changed.add(qh_s)
+                if isinstance(e, core.TradingPartial):
+                    trading_changed.add(qh_s)
 
         def alerts(qh_s: int, st: core.QhState, evaluate) -> None:  # type: ignore[no-untyped-def]
             """Run an alert rule of stream_processors.alerts on the QH's alert state, send what it
@@ -354,9 +366,10 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             emitter.send(topics.QH_RESULTS, key, {
                 "schema_version": 1, "type": "qh_result", "qh": qh_s, "known_at": st.known_at,
                 "src_ms": src_ms, "portfolio": port, "assets": rows})
-            for row in trading_by_book.values():
-                emitter.send(topics.TRADING_QH, key, {"schema_version": 1, "type": "trading_qh", **row,
-                                                      "known_at": st.known_at, "src_ms": src_ms})
+            if qh_s in trading_changed:  # both books in one record
+                emitter.send_events(topics.TRADING_QH, key, [orjson.dumps(
+                    {"schema_version": 1, "type": "trading_qh", **row, "known_at": st.known_at, "src_ms": src_ms})
+                    for row in trading_by_book.values()])
         for p, nows in ticks.items():  # time-driven: open positions close to gate closure
             for now_s in sorted(nows):
                 for qh_s in qhs_due_for_position_check(alert_config, now_s):
@@ -373,8 +386,9 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         states.flush()
         members.flush()
         if cutoff is not None:
-            delete_keys(qh_table, [(k, qh_partition(k)) for k in list(qh_table.data.keys())
-                                   if int(k) < cutoff])
+            keys = list(qh_table.data.keys())
+            delete_keys(qh_table, [(k, qh_partition(k)) for k in keys if int(k) < cutoff])
+            wm.pruned(min((int(k) for k in keys if int(k) >= cutoff), default=None))
 
     bodies = {"assets": assets, "trading": trading, "portfolio": portfolio, "clock": clock, "qh": qh}
     assert set(bodies) == set(topics.AGENT), "one batch function per agent of the topology"
@@ -431,13 +445,15 @@ def _apply_asset_event(e: Any, obs: Cache, new_versions: dict[str, tuple[bytes, 
     return [(e.asset_id, qh_s)]
 
 
-def _prune_assets(obs_table: Any, versions_table: Any, forecasts: dict, partition_of, cutoff: float) -> None:
-    """Forget (asset, QH) observations before ``cutoff`` and versions whose 48 h are all before it."""
-    old_obs = [(k, partition_of(k)) for k in list(obs_table.data.keys()) if float(k.rsplit("|", 1)[1]) < cutoff]
-    old_versions = [(k, partition_of(k)) for k in list(versions_table.data.keys())
-                    if float(k.rsplit("|", 1)[1]) + MAX_DELIVERY_S < cutoff]
-    delete_keys(obs_table, old_obs)
-    delete_keys(versions_table, old_versions)
+def _prune_assets(obs_table: Any, versions_table: Any, forecasts: dict, partition_of,  # type: ignore[no-untyped-def]
+                  cutoff: float) -> float | None:
+    """Forget (asset, QH) observations before ``cutoff`` and versions whose 48 h are all before it;
+    returns the oldest point of what is kept (a QH, or a version's end)."""
+    obs = {k: float(k.rsplit("|", 1)[1]) for k in list(obs_table.data.keys())}
+    ends = {k: float(k.rsplit("|", 1)[1]) + MAX_DELIVERY_S for k in list(versions_table.data.keys())}
+    delete_keys(obs_table, [(k, partition_of(k)) for k, qh_s in obs.items() if qh_s < cutoff])
+    delete_keys(versions_table, [(k, partition_of(k)) for k, end in ends.items() if end < cutoff])
     for idx in forecasts.values():
         for qh_s in [q for q in idx if q < cutoff]:
             del idx[qh_s]
+    return min((t for t in (*obs.values(), *ends.values()) if t >= cutoff), default=None)

@@ -404,32 +404,33 @@ class TradeBook:
     def partial(self, book: str, qh_s: int, part: int) -> TradingPartial:
         """The sums of domain.md 3 over this partition's trades whose counted occurrence covers
         the QH, recomputed from the state with fsum (order-free, idempotent)."""
-        ids = self.touching.get((book, qh_s), set())
+        ids = self.touching.get((book, qh_s), ())
         rows = []
         rev = 0
-        known = None
         for tid in ids:
             occs = self.occ[(book, tid)]
             rev += len(occs)
             first = occs[0]
             if first.qh0 <= qh_s < first.qh0 + first.slices * QH_S:
                 rows.append(first)
-                known = first.known_s if known is None else max(known, first.known_s)
-        sold = [o.mw for o in rows if o.side == "SELL"]
-        bought = [o.mw for o in rows if o.side == "BUY"]
-        revenue = [(1 if o.side == "SELL" else -1) * o.mw * 0.25 * o.price for o in rows if o.side]
-        idx = [0.0] * 6
-        if book == "public":
-            windows = ((0, None), (2, 3 * HOUR_S), (4, HOUR_S))
-            for at, width in windows:
-                chosen = [o for o in rows if width is None or qh_s - width <= o.execution_s < qh_s]
-                idx[at] = math.fsum(o.price * o.mw for o in chosen)
-                idx[at + 1] = math.fsum(o.mw for o in chosen)
+        known = max((o.known_s for o in rows), default=None)
+        fsum = math.fsum
+        pv = fsum(o.price * o.mw for o in rows)
+        v = fsum(o.mw for o in rows)
+        if book == "private":
+            sold = fsum(o.mw for o in rows if o.side == "SELL")
+            bought = fsum(o.mw for o in rows if o.side == "BUY")
+            revenue = fsum((o.mw if o.side == "SELL" else -o.mw) * 0.25 * o.price for o in rows)
+            idx = [0.0] * 6
+        else:  # market indices (domain.md 3): full = every slice; 3h / 1h by execution before t
+            sold = bought = revenue = 0.0
+            h3 = [o for o in rows if qh_s - 3 * HOUR_S <= o.execution_s < qh_s]
+            h1 = [o for o in h3 if qh_s - HOUR_S <= o.execution_s]
+            idx = [pv, v, fsum(o.price * o.mw for o in h3), fsum(o.mw for o in h3),
+                   fsum(o.price * o.mw for o in h1), fsum(o.mw for o in h1)]
         return TradingPartial(schema_version=1, book=book, qh=qh_s, part=part, rev=rev, trades=len(rows),
-                              sold_mw=math.fsum(sold), bought_mw=math.fsum(bought),
-                              revenue_eur=math.fsum(revenue), pv=math.fsum(o.price * o.mw for o in rows),
-                              v=math.fsum(o.mw for o in rows), idx=idx, known_at=known,
-                              event_time=iso(int(known)) if known is not None else None)
+                              sold_mw=sold, bought_mw=bought, revenue_eur=revenue, pv=pv, v=v, idx=idx,
+                              known_at=known, event_time=iso(int(known)) if known is not None else None)
 
     def forget_before(self, cutoff_s: float) -> None:
         """Drop trades whose every slice lies before ``cutoff_s`` (retention)."""

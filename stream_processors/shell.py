@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import orjson
 
 from intraday import events, topics
@@ -59,17 +60,31 @@ class Emitter:
             partition = 0 if name in topics.SINGLE_PARTITION else topics.partition_for(key, self.partitions)
         self._send(name, key.encode(), value if isinstance(value, bytes) else orjson.dumps(value), partition)
 
+    def send_events(self, name: str, key: str, values: list[bytes]) -> None:
+        """Events of one key as few records: schema-version-2 batches when there are several
+        (contract.md), so a batch of results costs one message per key, not one per event."""
+        for value in events.batch_records(values, len(values) or 1):
+            self.send(name, key, value)
+
     def to_every_partition(self, name: str, key: str, value: dict[str, Any]) -> None:
         raw = orjson.dumps(value)
         for p in range(topics.partition_count(name, self.partitions)):
             self._send(name, key.encode(), raw, p)
 
-    def dead_letter(self, message: Any, reason: str) -> None:
-        """Refuse one record: to ``<topic>.dlq`` with where it was and why (the sink stores it in
-        ``quarantine`` with stage ``processors``, where ``intraday run`` counts it)."""
-        raw = message.value if isinstance(message.value, bytes) else b""
-        record = events.dlq_record(f"{message.topic}[{message.partition}]@{message.offset}", message.offset,
-                                   reason, raw.decode("utf-8", "replace"), message.topic)
+    def dead_letter(self, message: Any, reason: str, event: Any = None) -> None:
+        """Refuse one record, or one ``event`` of a batch record: to ``<topic>.dlq`` with where it
+        was and why (the sink stores it in ``quarantine`` with stage ``processors``, where
+        ``intraday run`` counts it)."""
+        where, line = f"{message.topic}[{message.partition}]@{message.offset}", message.offset
+        if event is not None:  # named by its own file and line: each refused event is a row of its own
+            raw = msgspec.json.encode(event)
+            where = f"{where} {getattr(event, 'source_file', '') or type(event).__name__}"
+            line = getattr(event, "source_line", 0) or 0
+            if getattr(event, "source_row", 0):  # a row of a JSON file (its line is 0)
+                where = f"{where} row {event.source_row}"
+        else:
+            raw = message.value if isinstance(message.value, bytes) else b""
+        record = events.dlq_record(where, line, reason, raw.decode("utf-8", "replace"), message.topic)
         record["stage"] = "processors"
         self._send(topics.dlq(message.topic), message.topic.encode(), orjson.dumps(record), 0)
         log.warning("refused %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
@@ -83,36 +98,41 @@ class Emitter:
         deadline = time.monotonic() + timeout
         delay = 0.2
         while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                die(f"{len(pending)} results not confirmed by the broker within {timeout:.0f}s")
-            await asyncio.wait([item[4] for item in pending], timeout=left)
-            waiting = [item for item in pending if not item[4].done()]
-            failed = [item for item in pending if item[4].done() and item[4].exception() is not None]
-            if failed:
-                self.failed_sends += len(failed)
-                log.warning("%d sends failed (%s); sending them again in %.1fs", len(failed),
-                            failed[0][4].exception(), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                for name, key, value, partition, _fut in failed:
-                    fut = self.send_soon(name, key, value, partition)
-                    waiting.append((name, key, value, partition, fut))
-            pending = waiting
+            failed = []
+            for item in pending:  # in send order: once one is acknowledged most of the rest are too
+                fut = item[4]
+                if not fut.done():
+                    left = deadline - time.monotonic()
+                    if left > 0:
+                        await asyncio.wait((fut,), timeout=left)  # never cancels the send
+                    if not fut.done():
+                        die(f"{len(pending)} results not confirmed by the broker within {timeout:.0f}s")
+                if fut.exception() is not None:
+                    failed.append(item)
+            if not failed:
+                return
+            self.failed_sends += len(failed)
+            log.warning("%d sends failed (%s); sending them again in %.1fs", len(failed),
+                        failed[0][4].exception(), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            pending = [(name, key, value, partition, self.send_soon(name, key, value, partition))
+                       for name, key, value, partition, _fut in failed]
 
 
-def decoded(emitter: Emitter, msgs: list) -> Iterator[tuple[Any, core.V1]]:
-    """(message, event) for every event of the batch's records (each with ``topic``,
-    ``partition``, ``offset``, ``value``, ``timestamp``); a record that does not decode goes to
-    the DLQ alone."""
+def decoded(emitter: Emitter, msgs: list) -> Iterator[tuple[Any, core.V1, bool]]:
+    """(message, event, whether the message is a batch) for every event of the batch's records
+    (each with ``topic``, ``partition``, ``offset``, ``value``, ``timestamp``); a record that does
+    not decode goes to the DLQ alone."""
     for msg in msgs:
         try:
             items = core.decode(msg.value)
         except core.PoisonMessage as exc:
             emitter.dead_letter(msg, str(exc))
             continue
+        many = len(items) > 1
         for e in items:
-            yield msg, e
+            yield msg, e, many
 
 
 class Watermark:
@@ -130,12 +150,17 @@ class Watermark:
         self.retention_s = retention_s
         self.reached: dict[str, dict[int, float]] = defaultdict(dict)
         self.pruned_at: float | None = None
+        self.oldest_qh: float | None = None  # of the state kept: nothing to prune before it
 
     def clear(self) -> None:
         self.reached.clear()
         self.pruned_at = None
+        self.oldest_qh = None
 
-    def saw(self, topic: str, partition: int, event_time_s: float | None) -> None:
+    def saw(self, topic: str, partition: int, event_time_s: float | None, qh_s: float | None = None) -> None:
+        """An event was taken into the state: its event time (the watermark) and its oldest QH."""
+        if qh_s is not None and (self.oldest_qh is None or qh_s < self.oldest_qh):
+            self.oldest_qh = qh_s
         if event_time_s is not None:
             parts = self.reached[topic]
             if event_time_s > parts.get(partition, float("-inf")):
@@ -154,12 +179,20 @@ class Watermark:
         return c is not None and qh_s is not None and qh_s < c
 
     def due_for_pruning(self) -> float | None:
-        """The cutoff, once per hour of watermark progress."""
+        """The cutoff, once per hour of watermark progress, and only when state older than it may
+        exist: after a prune, what it left (:meth:`pruned`) and what was taken in since say so; a
+        worker that has not pruned yet (e.g. restarted on recovered state) does not know and prunes."""
         c = self.cutoff()
         if c is None or (self.pruned_at is not None and c - self.pruned_at < 3600):
             return None
+        if self.pruned_at is not None and (self.oldest_qh is None or self.oldest_qh >= c):
+            return None
         self.pruned_at = c
         return c
+
+    def pruned(self, oldest_left: float | None) -> None:
+        """A prune is done; ``oldest_left``: the oldest point of the state it kept (None: empty)."""
+        self.oldest_qh = oldest_left
 
 
 TOO_OLD = "older than the processors' state retention (INTRADAY_STATE_RETENTION_DAYS)"

@@ -23,6 +23,9 @@ from stream_processors.agents import TABLES, build_processors
 from stream_processors.shell import Emitter
 
 
+MAX_RECORD_BYTES = 1_048_576  # Kafka's default max.request.size / message.max.bytes
+
+
 class Crash(Exception):
     """The worker dies here."""
 
@@ -49,6 +52,8 @@ class MemLog:
         return self.logs[topic]
 
     def append(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        if len(value) >= MAX_RECORD_BYTES:  # a broker refuses it (aiokafka: MessageSizeTooLargeError)
+            raise AssertionError(f"a {len(value)}-byte record for {topic}: over Kafka's default limit")
         self.partition_list(topic)[partition].append((key, value))
 
     # the confluent-kafka Producer surface the Replayer uses

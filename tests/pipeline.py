@@ -14,16 +14,18 @@ from sink.export import export
 
 def run_pipeline(day_dir: Path, settings: Settings, out_dir: Path, *,
                  transform: Callable[[list], list] | None = None,
-                 during: Callable[[Stack], None] | None = None, timeout: float = 300) -> dict:
+                 during: Callable[[Stack], None] | None = None, timeout: float = 300,
+                 batch_events: int | None = None) -> dict:
     """Replay ``day_dir`` (records optionally re-ordered by ``transform``) through a fresh stack,
-    call ``during(stack)`` after publishing (fault injection), wait until drained, export."""
+    call ``during(stack)`` after publishing (fault injection), wait until drained, export.
+    ``batch_events=1``: one event per message, for faults that must hit a replay mid-way."""
     parsed = parse_day(day_dir)
     if transform is not None:
         parsed.records = transform(list(parsed.records))  # at max speed they go out in this order
     stack = Stack(settings)
     try:
         stack.start_services(fresh_broker=True)
-        stats = replay_until_drained(stack, parsed, None, timeout=timeout, during=during)
+        stats = replay_until_drained(stack, parsed, None, timeout=timeout, during=during, batch_events=batch_events)
         counts = export(stack.services.database_url, out_dir)
         return {"published": stats.published, "counts": counts, "rejections": parsed.rejections}
     finally:

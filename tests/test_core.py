@@ -275,3 +275,14 @@ def test_every_partition_gets_the_barrier_of_every_origin():
     assert origins == {"qh:0", "qh:1"}
     assert {"source", "assets:vpp.forecasts:0", "assets:derived.clock:1"} <= topics.expected_origins(
         topics.dlq(topics.FORECASTS), 2)
+
+
+def test_batch_records_keep_every_event_in_order_under_the_size_bounds():
+    from intraday.events import batch_records
+
+    values = [msgspec.json.encode({"schema_version": 1, "type": "clock", "now": str(i) * (i % 50)})
+              for i in range(3000)]
+    records = batch_records(values, 500, max_bytes=20_000)
+    assert all(len(r) <= 20_000 + 100 for r in records)
+    assert [e.now for r in records for e in core.decode(r)] == [str(i) * (i % 50) for i in range(3000)]
+    assert batch_records(values[:1], 500) == values[:1]  # one event: a version-1 record

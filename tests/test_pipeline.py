@@ -140,7 +140,7 @@ def test_a_worker_killed_three_times_mid_replay_loses_and_double_counts_nothing(
                                        "the restarted worker to get past the kill", complete=1.0))
 
     out = tmp_path / "out"
-    run_pipeline(day, settings_for(fresh_db), out, during=kill_loop)
+    run_pipeline(day, settings_for(fresh_db), out, during=kill_loop, batch_events=1)  # the fault must hit mid-replay
     assert len(kills) == 3 and kills[-1] < 1.0, f"the kills came too late to test anything: {kills}"
     assert_results_equal(out, compute_reference(day))
 
@@ -247,7 +247,7 @@ def test_workers_joining_leaving_and_crashing_mid_replay_give_the_reference(busy
                                    "the restarted worker to get past the kill", complete=1.0))
 
     out = tmp_path / "out"
-    run_pipeline(day, settings_for(fresh_db), out, during=rebalance)
+    run_pipeline(day, settings_for(fresh_db), out, during=rebalance, batch_events=1)  # the fault must hit mid-replay
     print("join, leave, kill at", [f"{m:.0%}" for m in marks])
     assert marks[-1] < 1.0, f"the day was processed before the rebalances were done: {marks}"
     assert_results_equal(out, compute_reference(day))
@@ -272,7 +272,7 @@ def test_a_broker_restart_mid_replay_is_detected_and_rebuilt_from_the_files(day,
 
     out = tmp_path / "out"
     settings = settings_for(fresh_db)
-    result = run_pipeline(day, settings, out, during=stop_broker)
+    result = run_pipeline(day, settings, out, during=stop_broker, batch_events=1)  # the fault must hit mid-replay
     assert seen["fraction"] < 1.0 and result["published"] > 0
     # recovery here is the whole rebuild: broker restarted, the day replayed again and drained
     record_fault("broker restart", "broker SIGTERM, rebuilt by replay", seen["fraction"],
@@ -339,7 +339,7 @@ def test_a_sink_killed_mid_run_and_restarted_leaves_the_database_equal(day, tmp_
                                    "the restarted sink to commit past the kill"))
 
     out = tmp_path / "out"
-    run_pipeline(day, settings_for(fresh_db), out, during=kill_sink)
+    run_pipeline(day, settings_for(fresh_db), out, during=kill_sink, batch_events=1)  # the fault must hit mid-replay
     assert_results_equal(out, compute_reference(day))
 
 
@@ -381,7 +381,7 @@ def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path
                          down_s=round(seen["down_s"], 2))
 
         out = tmp_path / "out"
-        run_pipeline(day, settings_for(url), out, during=stop_and_restart)
+        run_pipeline(day, settings_for(url), out, during=stop_and_restart, batch_events=1)  # the fault must hit mid-replay
         assert seen["down_s"] > 0
         assert_results_equal(out, compute_reference(day))
     finally:

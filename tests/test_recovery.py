@@ -46,12 +46,13 @@ def reference(small_day):
     return compute_reference(small_day)
 
 
-def published(parsed, times: int = 1) -> MemLog:
+def published(parsed, times: int = 1, batch_events: int | None = None) -> MemLog:
+    """The day as the replay publishes it at --speed max (batch messages unless ``batch_events=1``)."""
     log = MemLog(PARTITIONS)
     for _ in range(times):  # a second replay of the same day: every record again
         rp = Replayer(log, PARTITIONS, progress=False)
         rp.publish_rejections(parsed.rejections)
-        rp.replay(parsed.records, None)
+        rp.replay(parsed.records, None, batch_events=batch_events)
     return log
 
 
@@ -87,7 +88,7 @@ def check(log: MemLog, url: str, tmp: Path, reference) -> None:
 
 
 def test_in_order_one_batch_at_a_time_equals_the_reference(parsed, reference, fresh_db, tmp_path):
-    log = published(parsed)
+    log = published(parsed, batch_events=1)
     run_processors(log, random.Random(0), max_batch=5000)
     check(log, fresh_db, tmp_path, reference)
 
@@ -95,18 +96,19 @@ def test_in_order_one_batch_at_a_time_equals_the_reference(parsed, reference, fr
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32 - 1), max_batch=st.sampled_from([5, 60, 800]),
        crash_rate=st.sampled_from([0.0, 0.02, 0.1]), duplicate_rate=st.sampled_from([0.0, 0.05]),
-       replays=st.sampled_from([1, 2]))
+       replays=st.sampled_from([1, 2]), batch_events=st.sampled_from([1, 40, 500]))
 def test_any_schedule_with_crashes_redeliveries_and_duplicates_equals_the_reference(
-        parsed, reference, pg_base_url, tmp_path_factory, seed, max_batch, crash_rate, duplicate_rate, replays):
+        parsed, reference, pg_base_url, tmp_path_factory, seed, max_batch, crash_rate, duplicate_rate, replays,
+        batch_events):
     from conftest import _with_db
 
     from sink.db import migrate
 
-    log = published(parsed, replays)
+    log = published(parsed, replays, batch_events)
     worker = run_processors(log, random.Random(seed), crash_rate=crash_rate, duplicate_rate=duplicate_rate,
                             max_batch=max_batch)
     assert crash_rate == 0 or worker.crashes > 0 or max_batch == 800
-    name = f"h_{seed:x}_{max_batch}"
+    name = f"h_{seed:x}_{max_batch}_{batch_events}"
     with psycopg.connect(pg_base_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = _with_db(pg_base_url, name)
