@@ -22,7 +22,6 @@ from intraday import topics
 from stream_processors.agents import TABLES, build_processors
 from stream_processors.shell import Emitter
 
-
 MAX_RECORD_BYTES = 1_048_576  # Kafka's default max.request.size / message.max.bytes
 
 
