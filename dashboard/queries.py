@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from intraday.qh import QH_S, UTC, delivery_day_qhs
+from intraday.settlement import vwap, vwap_minus_index
 
 SOURCES = ("final", "live", "redispatch", "forecast")
 
@@ -276,14 +277,7 @@ t AS (
 tt AS (
     SELECT sum(revenue_eur) AS revenue_eur, sum(sold_mwh) AS sold_mwh, sum(bought_mwh) AS bought_mwh,
            sum(volume_mwh) AS traded_mwh, sum(net_mwh) AS net_sold_mwh, sum(trades) AS trades,
-           sum(vwap_eur_mwh * volume_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL)
-             / nullif(sum(volume_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL), 0) AS private_vwap_eur_mwh,
-           sum(vwap_eur_mwh * volume_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL AND idx_full_eur_mwh IS NOT NULL)
-             / nullif(sum(volume_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL AND idx_full_eur_mwh IS NOT NULL), 0)
-             AS matched_vwap_eur_mwh,
-           sum(idx_full_eur_mwh * volume_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL AND idx_full_eur_mwh IS NOT NULL)
-             / nullif(sum(volume_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL AND idx_full_eur_mwh IS NOT NULL), 0)
-             AS idx_full_benchmark_eur_mwh
+           0 AS _end
     FROM t),
 imb AS (
     SELECT sum(imbalance_cost_eur) AS imbalance_cost_eur, sum(imbalance_mwh) AS imbalance_mwh
@@ -304,12 +298,18 @@ imb AS (
     WHERE delivery_start >= %(start)s AND delivery_start < %(end)s AND asset_id = ANY(%(assets)s::text[])
       AND %(as_of)s::timestamptz IS NULL)
 SELECT tt.revenue_eur, tt.sold_mwh, tt.bought_mwh, tt.traded_mwh, tt.net_sold_mwh, tt.trades,
-       tt.private_vwap_eur_mwh, tt.matched_vwap_eur_mwh, tt.idx_full_benchmark_eur_mwh,
-       tt.matched_vwap_eur_mwh - tt.idx_full_benchmark_eur_mwh AS capture_delta_eur_mwh,
-       tt.matched_vwap_eur_mwh / nullif(tt.idx_full_benchmark_eur_mwh, 0) AS capture_ratio,
        (SELECT sum(imbalance_cost_eur) FROM imb) AS imbalance_cost_eur,
        (SELECT sum(imbalance_mwh) FROM imb) AS imbalance_mwh
 FROM tt"""
+
+# per QH of the private book: our VWAP, idx_full and our traded volume (the VWAP rules are
+# intraday.settlement's, shared with the performance report)
+_TRADED = """
+SELECT pr.vwap_eur_mwh, pu.idx_full_eur_mwh, pr.sold_mwh + pr.bought_mwh AS volume_mwh
+FROM trading_qh pr
+LEFT JOIN trading_qh pu ON pu.delivery_start = pr.delivery_start AND pu.book = 'public'
+WHERE pr.book = 'private' AND pr.delivery_start >= %(start)s AND pr.delivery_start < %(end)s
+  AND %(assets)s::text[] IS NULL"""
 
 
 def query_running_totals(conn, day: dt.date, as_of: Any = None,
@@ -331,7 +331,22 @@ def query_running_totals(conn, day: dt.date, as_of: Any = None,
 
     For an asset owner only the imbalance of their assets (trading columns empty; no history).
     """
-    return _run(conn, _TOTALS, _params(day, as_of, assets))
+    params = _params(day, as_of, assets)
+    totals = _run(conn, _TOTALS, params)
+    with conn.cursor() as cur:
+        traded = [(_f(v), _f(x), _f(w)) for v, x, w in cur.execute(_TRADED, params).fetchall()]
+    ours = vwap((v, w) for v, _, w in traded)
+    matched, index, delta = vwap_minus_index(traded)
+    extra = {"private_vwap_eur_mwh": ours, "matched_vwap_eur_mwh": matched, "idx_full_benchmark_eur_mwh": index,
+             "capture_delta_eur_mwh": delta,
+             "capture_ratio": None if matched is None or not index else matched / index}
+    for k, v in extra.items():
+        totals[k] = pd.Series([v] * len(totals), index=totals.index, dtype="float64")
+    return totals
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 # ---------------------------------------------------------------------------------------------

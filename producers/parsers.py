@@ -45,6 +45,7 @@ import orjson
 from intraday import topics
 from intraday.events import SCHEMA_VERSION, dlq_record, occurrence_order
 from intraday.qh import BERLIN, QH_S, UTC, delivery_range_problem, epoch_from_number, iso, iso_precise
+from intraday.settlement import contract_problems
 
 __all__ = [
     "ParsedDay", "Record", "Rejection", "classify", "contract_assets", "metering_point_assets",
@@ -898,8 +899,6 @@ def parse_technical_data_file(path: Path, rel_name: str | None = None) -> Parsed
 _CRM_COLUMNS = ("contract_id", "asset_id", "metering_point_id", "capacity", "technology",
                 "contract_begin", "contract_end", "price_model", "price", "fee_model", "fee",
                 "fee_percent", "email")
-PRICE_MODELS = ("fixed", "market")
-FEE_MODELS = ("fixed_as_produced", "fixed_for_capacity", "percent_of_market")
 
 
 def _date(text: str) -> dt.date:
@@ -935,39 +934,18 @@ def parse_contract_file(path: Path, rel_name: str | None = None) -> Parsed:
             except ValueError:
                 nums[col] = None
                 errors.append(f"bad number in {col}: {_show(v[col])}")
-        if nums["capacity"] is not None and nums["capacity"] <= 0:
-            errors.append(f"capacity must be positive: {v['capacity']}")
         dates: dict[str, dt.date | None] = {}
         for col in ("contract_begin", "contract_end"):
             dates[col] = None
-            if not v[col]:
-                if col == "contract_begin":
-                    errors.append("missing contract_begin")
-                continue
-            try:
-                dates[col] = _date(v[col])
-            except ValueError:
-                errors.append(f"bad date in {col}: {_show(v[col])}")
+            if v[col]:
+                try:
+                    dates[col] = _date(v[col])
+                except ValueError:
+                    errors.append(f"bad date in {col}: {_show(v[col])}")
         begin, end = dates["contract_begin"], dates["contract_end"]
-        if begin and end and end < begin:
-            errors.append("contract_end before contract_begin")
         price_model, fee_model = v["price_model"].lower(), v["fee_model"].lower()
-        if not price_model:
-            errors.append("missing price_model")
-        elif price_model not in PRICE_MODELS:
-            errors.append(f"unknown price_model {_show(v['price_model'])}")
-        elif price_model == "fixed" and nums["price"] is None:
-            errors.append("price_model fixed requires price")
-        if not fee_model:
-            errors.append("missing fee_model")
-        elif fee_model not in FEE_MODELS:
-            errors.append(f"unknown fee_model {_show(v['fee_model'])}")
-        elif fee_model in ("fixed_as_produced", "fixed_for_capacity") and nums["fee"] is None:
-            errors.append(f"fee_model {fee_model} requires fee")
-        elif fee_model == "percent_of_market" and nums["fee_percent"] is None:
-            errors.append("fee_model percent_of_market requires fee_percent")
-        if fee_model == "fixed_for_capacity" and nums["capacity"] is None:
-            errors.append("fee_model fixed_for_capacity requires capacity")
+        errors += contract_problems(begin, end, v["price_model"], nums["price"], v["fee_model"], nums["fee"],
+                                    nums["fee_percent"], nums["capacity"], begin_given=bool(v["contract_begin"]))
         if not v["metering_point_id"]:
             errors.append("missing metering_point_id")
         event = _base("contract", t_iso, rel, first)

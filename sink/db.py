@@ -19,6 +19,14 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_LOCK = 740_512_001
 
 
+# The portfolio is the newest CRM file (domain.md 5, data-formats.md): its contracts are the truth
+# about every contract, also for earlier days of the month. Every query of the back office (export,
+# invoices, report) reads them through these two fragments; the stream processors apply the same
+# rule to the topic (stream_processors.core.step_membership).
+NEWEST_CONTRACTS_SQL = "SELECT * FROM contracts WHERE file_time = (SELECT max(file_time) FROM contracts)"
+PORTFOLIO_ASSETS_SQL = f"SELECT DISTINCT asset_id FROM ({NEWEST_CONTRACTS_SQL}) newest_contracts"
+
+
 class DatabaseError(RuntimeError):
     """The database cannot be reached or migrated; the message says why, in one line."""
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import psycopg
 
-from sink.db import connect
+from sink.db import PORTFOLIO_ASSETS_SQL, connect
 
-PORTFOLIO_CTE = """
-WITH newest AS (SELECT max(file_time) AS ft FROM contracts),
-members AS (SELECT DISTINCT c.asset_id FROM contracts c, newest WHERE c.file_time = newest.ft),
+PORTFOLIO_CTE = f"""
+WITH members AS ({PORTFOLIO_ASSETS_SQL}),
 portfolio AS (
     SELECT DISTINCT a.asset_id FROM asset_qh a
     WHERE NOT EXISTS (SELECT 1 FROM members) OR a.asset_id IN (SELECT asset_id FROM members)
@@ -65,10 +64,11 @@ QUERIES = {
         ORDER BY i.asset_id, i.delivery_start"""),
     "portfolio_qh.csv": (
         ["delivery_start", "best_of_infeed_kw", "latest_forecast_kw", "tradeable_forecast_kw", "net_sold_mwh",
-         "imbalance_mwh", "imbalance_price_eur_mwh", "imbalance_price_source", "imbalance_cost_eur"],
+         "imbalance_mwh", "imbalance_price_eur_mwh", "imbalance_price_source", "imbalance_cost_eur",
+         "balanced_mwh"],  # extra column (after the contract's): the redispatched assets' positions
         """
         SELECT delivery_start, best_of_infeed_kw, latest_forecast_kw, tradeable_forecast_kw, net_sold_mwh,
-               imbalance_mwh, imbalance_price_eur_mwh, imbalance_price_source, imbalance_cost_eur
+               imbalance_mwh, imbalance_price_eur_mwh, imbalance_price_source, imbalance_cost_eur, balanced_mwh
         FROM portfolio_qh WHERE in_scope ORDER BY delivery_start"""),
 }
 

@@ -8,8 +8,8 @@ payload plus its per-QH traceability lines), ``store_invoices`` versions them in
 The rules in one place::
 
     contracts      the newest CRM file (max contracts.file_time); a contract is listed for a Berlin
-                   month when [contract_begin, contract_end] (Berlin days, end inclusive, empty end
-                   = open) overlaps it
+                   month when [contract_begin, contract_end) (half-open Berlin days: it covers its
+                   begin day, not its end day; empty end = open) covers a day of it
     invoiced QHs   QHs of the month, inside the contract's period, in which at least one asset of
                    the portfolio (the assets of the newest CRM file) has a live or final value;
                    forecast-only QHs are never invoiced
@@ -17,8 +17,8 @@ The rules in one place::
                    best_kw: 0 MWh, and the invoice is provisional)
     provisional    some invoiced QH of the asset is not best_source 'final' (or none is invoiced)
     infeed         fixed: MWh x price | market: sum MWh x public VWAP (no VWAP: unpriced_qh)
-    fees           fixed_as_produced: MWh x fee | fixed_for_capacity: capacity MW x fee |
-                   percent_of_market: sum MWh x public VWAP x fee_percent / 100
+    fees           fixed_as_produced: MWh x fee | fixed_for_capacity: capacity MW x fee x days
+                   covered / days of the month (pro rata temporis) | percent_of_market: sum MWh x public VWAP x fee_percent / 100
     redispatch     sum over redispatched invoiced QHs of latest_kw x 0.25 / 1000 x DSO price
     money          exact decimals; net rounded to cents half-up, VAT = round(net x 0.19),
                    gross = net + VAT; total_gross_eur = infeed + redispatch - fees (gross)
@@ -42,6 +42,17 @@ from pathlib import Path
 import psycopg
 
 from intraday.qh import BERLIN, QH_S, UTC, berlin_month_bounds, iso
+from intraday.settlement import (
+    KW_QH_TO_MWH,
+    capacity_fee,
+    contract_problems,
+    contract_span,
+    dates_unusable,
+    month_days,
+    redispatch_compensation,
+    span_days,
+)
+from sink.db import NEWEST_CONTRACTS_SQL, PORTFOLIO_ASSETS_SQL
 
 __all__ = [
     "EXIT_INVOICE_ERROR", "Contract", "Invoice", "Line", "MonthData", "compute_invoices",
@@ -54,9 +65,6 @@ VAT_RATE = Decimal("0.19")
 CENT = Decimal("0.01")
 MWH_PLACES = Decimal("0.000001")       # quantities are shown to the Wh
 UNIT_PRICE_PLACES = Decimal("0.0001")  # a computed unit price (net / quantity)
-KW_QH_TO_MWH = Decimal("0.00025")      # kW x 0.25 h / 1000
-PRICE_MODELS = ("fixed", "market")
-FEE_MODELS = ("fixed_as_produced", "fixed_for_capacity", "percent_of_market")
 INVOICE_LOCK = 740_512_003  # advisory lock: one writer of invoice versions at a time
 ISSUER = "Intraday desk (direct marketer of the portfolio)"
 
@@ -169,30 +177,8 @@ def contract_errors(c: Contract) -> list[str]:
     ...                          "fixed_as_produced", Decimal(1), None, None))
     ['price_model fixed requires price']
     """
-    found: list[str] = []
-    if c.begin is None:
-        found.append("missing contract_begin")
-    elif c.end is not None and c.end < c.begin:
-        found.append("contract_end before contract_begin")
-    if not c.price_model:
-        found.append("missing price_model")
-    elif c.price_model not in PRICE_MODELS:
-        found.append(f"unknown price_model {c.price_model!r}")
-    elif c.price_model == "fixed" and c.price_eur_mwh is None:
-        found.append("price_model fixed requires price")
-    if not c.fee_model:
-        found.append("missing fee_model")
-    elif c.fee_model not in FEE_MODELS:
-        found.append(f"unknown fee_model {c.fee_model!r}")
-    elif c.fee_model in ("fixed_as_produced", "fixed_for_capacity") and c.fee is None:
-        found.append(f"fee_model {c.fee_model} requires fee")
-    elif c.fee_model == "percent_of_market" and c.fee_percent is None:
-        found.append("fee_model percent_of_market requires fee_percent")
-    if c.fee_model == "fixed_for_capacity":
-        if c.capacity_mw is None:
-            found.append("fee_model fixed_for_capacity requires capacity")
-        elif c.capacity_mw <= 0:
-            found.append(f"capacity must be positive: {c.capacity_mw}")
+    found = contract_problems(c.begin, c.end, c.price_model, c.price_eur_mwh, c.fee_model, c.fee,
+                              c.fee_percent, c.capacity_mw)
     out = list(dict.fromkeys(c.stored_errors))
     # the parser quotes the raw text (``unknown price_model ''``); keep one message per problem
     have = " | ".join(out)
@@ -213,20 +199,15 @@ _FAMILIES = {
 }
 
 
-def _day_start(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(0), tzinfo=BERLIN).timestamp())
-
-
-def contract_period(c: Contract, month_start_s: int, month_end_s: int) -> tuple[int, int]:
-    """``[start, end)`` in UTC epoch seconds: the month clipped to the contract's Berlin days."""
-    start = month_start_s if c.begin is None else max(month_start_s, _day_start(c.begin))
-    end = month_end_s if c.end is None else min(month_end_s, _day_start(c.end + dt.timedelta(days=1)))
-    return start, max(start, end)
+def contract_period(c: Contract, lo_s: int, hi_s: int) -> tuple[int, int]:
+    """``[start, end)`` in UTC epoch seconds: ``[lo_s, hi_s)`` clipped to the contract's half-open
+    Berlin days ``[contract_begin, contract_end)``."""
+    return contract_span(c.begin, c.end, lo_s, hi_s)
 
 
 def listed_in_month(c: Contract, month_start_s: int, month_end_s: int) -> bool:
-    """A contract appears in a month when its period overlaps it (or its dates are unusable)."""
-    if c.begin is None or (c.end is not None and c.end < c.begin):
+    """A contract appears in a month when it covers a day of it (or its dates are unusable)."""
+    if dates_unusable(c.begin, c.end):
         return True  # its error must be seen somewhere
     start, end = contract_period(c, month_start_s, month_end_s)
     return start < end
@@ -277,6 +258,7 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
     errors = contract_errors(c)
     ok = not errors
     qhs = [t for t in data.invoiced_qhs if start <= t < end]
+    days = span_days(start, end)  # Berlin days of the month the contract covers (in data.bounds)
 
     energy: list[tuple[int, Decimal, str]] = []  # (qh, MWh, source)
     for t in qhs:
@@ -295,10 +277,10 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
     for t in qhs:
         row = data.asset_qh.get((c.asset_id, t))
         if row is not None and row.redispatched:
-            mwh = Decimal(0) if row.latest_kw is None else row.latest_kw * KW_QH_TO_MWH
-            redispatch.append((t, mwh, data.compensation.get(t)))
-    rd_mwh = sum((mwh for _, mwh, _ in redispatch), Decimal(0))
-    rd_net = sum((mwh * p for _, mwh, p in redispatch if p is not None), Decimal(0))
+            mwh, amount = redispatch_compensation(row.latest_kw, data.compensation.get(t))
+            redispatch.append((t, mwh, data.compensation.get(t), amount))
+    rd_mwh = sum((mwh for _, mwh, _, _ in redispatch), Decimal(0))
+    rd_net = sum((a for *_, a in redispatch if a is not None), Decimal(0))
 
     lines: list[Line] = []
     if ok:
@@ -317,8 +299,9 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
             lines += [Line("fee", t, m, c.fee, m * c.fee, s) for t, m, s in energy]
         elif c.fee_model == "fixed_for_capacity":
             assert c.fee is not None and c.capacity_mw is not None
-            fees = money_entry(c.capacity_mw, c.fee, c.capacity_mw * c.fee)
-            lines.append(Line("fee", start, None, c.fee, c.capacity_mw * c.fee, "capacity"))
+            fee_net = capacity_fee(c.capacity_mw, c.fee, days, month_days(data.year, data.month))
+            fees = money_entry(c.capacity_mw, _per_unit(fee_net, c.capacity_mw), fee_net)
+            lines.append(Line("fee", start, None, c.fee, fee_net, "capacity"))
         else:
             assert c.fee_percent is not None
             share = c.fee_percent / 100
@@ -329,7 +312,7 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
                 lines.append(Line("fee", t, m, None if p is None else p * share,
                                   None if p is None else m * p * share, s))
         rd = money_entry(rd_mwh, _per_unit(rd_net, rd_mwh), rd_net)
-        lines += [Line("redispatch", t, m, p, None if p is None else m * p, "forecast") for t, m, p in redispatch]
+        lines += [Line("redispatch", t, m, p, a, "forecast") for t, m, p, a in redispatch]
         total_gross = _gross(infeed) + _gross(rd) - _gross(fees)
         total_net = sum((Decimal(repr(e["net_eur"])) * sign for e, sign in ((infeed, 1), (rd, 1), (fees, -1))),
                         Decimal(0))
@@ -338,7 +321,7 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
     else:  # cannot be invoiced until fixed: the data facts, no amounts
         infeed = fees = rd = money_entry(None, None, None)
         lines += [Line("infeed", t, m, None, None, s) for t, m, s in energy]
-        lines += [Line("redispatch", t, m, p, None, "forecast") for t, m, p in redispatch]
+        lines += [Line("redispatch", t, m, p, None, "forecast") for t, m, p, _ in redispatch]
         totals = {"total_gross_eur": None, "total_net_eur": None, "total_vat_eur": None}
 
     period_qh_count = (end - start) // QH_S
@@ -368,8 +351,10 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
         "final_qh_count": final_qh,
         "period_qh_count": period_qh_count,
         "complete": len(qhs) == period_qh_count,
+        "covered_days": _f(days),
+        "month_days": month_days(data.year, data.month),
         "redispatch_qh": len(redispatch),
-        "redispatch_unpriced_qh": sum(1 for *_, p in redispatch if p is None),
+        "redispatch_unpriced_qh": sum(1 for *_, a in redispatch if a is None),
         "price_model": c.price_model,
         "price_eur_mwh": _f(c.price_eur_mwh),
         "fee_model": c.fee_model,
@@ -385,10 +370,10 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
 # Database: read
 
 
-NEWEST_CONTRACTS = """
+NEWEST_CONTRACTS = f"""
 SELECT contract_id, asset_id, contract_begin, contract_end, price_model, price_eur_mwh, fee_model, fee,
        fee_percent, capacity_mw, email, metering_point_id, errors
-FROM contracts WHERE file_time = (SELECT max(file_time) FROM contracts)
+FROM ({NEWEST_CONTRACTS_SQL}) c
 ORDER BY contract_id
 """
 
@@ -442,8 +427,7 @@ def compute_invoices(conn: psycopg.Connection, year: int, month: int) -> list[di
 def months_with_data(conn: psycopg.Connection) -> list[tuple[int, int]]:
     """The Berlin months that have invoiced QHs (a live or final value of a portfolio asset)."""
     return [(int(y), int(m)) for y, m in conn.execute(
-        "WITH portfolio AS (SELECT DISTINCT asset_id FROM contracts"
-        "                   WHERE file_time = (SELECT max(file_time) FROM contracts))"
+        f"WITH portfolio AS ({PORTFOLIO_ASSETS_SQL})"
         " SELECT DISTINCT extract(year FROM delivery_start AT TIME ZONE 'Europe/Berlin'),"
         "        extract(month FROM delivery_start AT TIME ZONE 'Europe/Berlin')"
         " FROM asset_qh WHERE in_scope AND (live_kw IS NOT NULL OR final_kw IS NOT NULL)"
@@ -472,11 +456,14 @@ def _has_invoice_tables(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('invoices') IS NOT NULL").fetchone()[0]
 
 
-def store_invoices(conn: psycopg.Connection, invoices: list[Invoice]) -> list[dict]:
+def store_invoices(conn: psycopg.Connection, invoices: list[Invoice],
+                   withdraw_others_in: Iterable[str] = ()) -> list[dict]:
     """Record the invoices, one transaction; returns the payloads with version, state and hash.
 
     The same content as the newest version of an invoice adds nothing (and returns that version);
-    other content adds the next version with its lines.
+    other content adds the next version with its lines. ``withdraw_others_in``: months for which
+    ``invoices`` is complete; a current invoice of such a month for a contract not among them is
+    withdrawn.
     """
     out = []
     with conn.transaction():
@@ -505,12 +492,32 @@ def store_invoices(conn: psycopg.Connection, invoices: list[Invoice]) -> list[di
                                       dt.datetime.fromtimestamp(ln.delivery_start, tz=UTC),
                                       ln.mwh, ln.price_eur_mwh, ln.amount_eur, ln.source))
             out.append({**inv.payload, "version": version, "state": state, "content_hash": h})
+        for month in sorted(set(withdraw_others_in or ())):
+            _withdraw(conn, month, {i.payload["contract_id"] for i in invoices if i.payload["month"] == month})
     return out
+
+
+def _withdraw(conn: psycopg.Connection, month: str, listed: set[str]) -> None:
+    """A new ``withdrawn`` version of every current invoice of ``month`` whose contract is no longer
+    listed (dropped from the newest CRM file, or its corrected dates do not cover the month)."""
+    current = conn.execute(
+        "SELECT contract_id, version, payload FROM invoices_current WHERE month = %s AND state <> 'withdrawn'",
+        (month,)).fetchall()
+    for cid, version, payload in current:
+        if cid in listed:
+            continue
+        doc = {**payload, "version": version + 1, "state": "withdrawn",
+               "withdrawn_reason": "the newest CRM file does not invoice this contract for the month"}
+        h = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        conn.execute(
+            "INSERT INTO invoices (contract_id, month, version, state, status, content_hash, payload)"
+            " VALUES (%s, %s, %s, 'withdrawn', %s, %s, %s)",
+            (cid, month, version + 1, payload.get("status", "ok"), h, json.dumps(doc)))
 
 
 def issue_invoices(conn: psycopg.Connection, year: int, month: int) -> list[dict]:
     """Compute and store a month's invoices; the payloads carry version, state and content_hash."""
-    return store_invoices(conn, _computed(conn, year, month))
+    return store_invoices(conn, _computed(conn, year, month), withdraw_others_in=[f"{year:04d}-{month:02d}"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -537,7 +544,8 @@ def export_invoices(conn: psycopg.Connection, path: Path) -> int:
     invoices: list[dict] = []
     for year, month in months_with_data(conn):
         computed = _computed(conn, year, month)
-        invoices += store_invoices(conn, computed) if store else [i.payload for i in computed]
+        invoices += (store_invoices(conn, computed, withdraw_others_in=[f"{year:04d}-{month:02d}"]) if store
+                     else [i.payload for i in computed])
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_text(Path(path), _json(invoices))
     return len(invoices)
@@ -570,7 +578,9 @@ def render_html(inv: dict, issued_at: dt.datetime | None = None) -> str:
         ("Redispatch compensation", inv["redispatch_payout"], "MWh", 1,
          f"{inv.get('redispatch_qh', 0)} redispatched QHs, latest forecast x DSO price"),
         ("Marketing fee (deducted)", inv["fees"], "MW" if cap_fee else "MWh", -1,
-         f"fee model {inv.get('fee_model') or '?'}"),
+         f"fee model {inv.get('fee_model') or '?'}"
+         + (f", {_num(inv.get('covered_days'))} of {inv.get('month_days')} days of the month"
+            if cap_fee and inv.get("covered_days") is not None else "")),
     ]
     body = []
     for label, entry, unit, sign, note in rows:

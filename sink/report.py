@@ -21,8 +21,10 @@ The waterfall (EUR), for the portfolio; for an asset the trading and imbalance s
 allocated share (docs/report.md)::
 
       market value at idx_full        sum Q x idx_full
+    + redispatched positions          sum B x idx_full  (B = balanced_mwh: the positions of the
+                                      redispatched assets, which the grid operator delivers for us)
     + trading uplift                  sum (revenue - net_sold x idx_full)  [= (VWAP - idx_full) x volume]
-    + imbalance volume at idx_full    - sum (Q - net_sold) x idx_full
+    + imbalance volume at idx_full    - sum (Q + B - net_sold) x idx_full
     - imbalance cost                  - sum imbalance_cost
     = realised revenue                (= trading revenue - imbalance cost)
     + redispatch compensation         sum over redispatched QHs latest forecast MWh x DSO price
@@ -49,6 +51,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from intraday.qh import BERLIN, QH_S, UTC, berlin_month_bounds, iso
+from intraday.settlement import redispatch_compensation, vwap_minus_index
 from sink.invoices import MonthData, contract_period, invoice_contract, load_month
 
 __all__ = ["ASSET_METRICS", "PORTFOLIO_METRICS", "WATERFALL_STEPS", "parse_period", "performance_report",
@@ -58,6 +61,7 @@ REPORT_VERSION = 1
 
 WATERFALL_STEPS = (  # (key, label, kind): kind absolute = first bar, total = running sum, relative = step
     ("market_value", "Market value at idx_full", "absolute"),
+    ("balanced_at_index", "Redispatched positions at idx_full", "relative"),
     ("trading_uplift", "Trading uplift", "relative"),
     ("imbalance_volume_at_index", "Imbalance volume at idx_full", "relative"),
     ("imbalance_cost", "Imbalance cost", "relative"),
@@ -76,7 +80,7 @@ _COMMON = [
     "fe_delivery_qh", "fe_delivery_mae_mwh", "fe_delivery_bias_mwh", "fe_delivery_abs_mwh",
     "fe_delivery_abs_eur", "fe_delivery_cost_eur", "fe_delivery_unpriced_qh",
     "market_value_eur", "priced_mwh", "market_capture_price_eur_mwh", "base_price_eur_mwh", "market_value_factor",
-    "revenue_eur", "net_sold_mwh", "trading_uplift_eur", "imbalance_volume_at_index_eur",
+    "balanced_mwh", "balanced_at_index_eur", "revenue_eur", "net_sold_mwh", "trading_uplift_eur", "imbalance_volume_at_index_eur",
     "imbalance_mwh", "imbalance_abs_mwh", "imbalance_cost_eur", "imbalance_unpriced_qh",
     "imbalance_cost_eur_per_mwh", "imbalance_abs_share",
     "realised_revenue_eur", "capture_price_eur_mwh", "capture_rate",
@@ -86,7 +90,8 @@ _COMMON = [
 ]
 ASSET_METRICS = _COMMON + ["imbalance_cost_allocated_eur"]
 PORTFOLIO_METRICS = _COMMON + [
-    "trades", "sold_mwh", "bought_mwh", "vwap_eur_mwh", "idx_on_traded_eur_mwh", "vwap_minus_idx_eur_mwh",
+    "trades", "sold_mwh", "bought_mwh", "vwap_eur_mwh", "matched_vwap_eur_mwh", "idx_on_traded_eur_mwh",
+    "vwap_minus_idx_eur_mwh",
     "standalone_imbalance_cost_eur", "netting_benefit_eur", "allocation_residual_eur",
 ]
 # summed over assets as they are (everything else is a ratio, recomputed)
@@ -94,7 +99,8 @@ _ADDITIVE = [
     "qh", "produced_mwh", "final_qh",
     "fe_gate_qh", "fe_gate_abs_mwh", "fe_gate_sum_mwh", "fe_gate_abs_eur", "fe_gate_cost_eur", "fe_gate_unpriced_qh",
     "fe_delivery_qh", "fe_delivery_abs_mwh", "fe_delivery_sum_mwh", "fe_delivery_abs_eur", "fe_delivery_cost_eur",
-    "fe_delivery_unpriced_qh", "market_value_eur", "priced_mwh", "revenue_eur", "net_sold_mwh",
+    "fe_delivery_unpriced_qh", "market_value_eur", "priced_mwh", "balanced_mwh", "balanced_at_index_eur",
+    "revenue_eur", "net_sold_mwh",
     "trading_uplift_eur", "imbalance_volume_at_index_eur", "imbalance_mwh", "imbalance_abs_mwh",
     "imbalance_cost_eur", "imbalance_unpriced_qh", "imbalance_cost_allocated_eur", "redispatch_qh",
     "redispatch_mwh", "redispatch_compensation_eur", "redispatch_unpriced_qh", "infeed_payout_eur",
@@ -122,7 +128,8 @@ pf AS (
            best_of_infeed_kw * 0.25 / 1000 AS qq,
            latest_forecast_kw * 0.25 / 1000 AS fdq,
            tradeable_forecast_kw * 0.25 / 1000 AS fgq,
-           imbalance_mwh AS pimb, imbalance_price_eur_mwh AS pprice, imbalance_cost_eur AS pcost
+           imbalance_mwh AS pimb, imbalance_price_eur_mwh AS pprice, imbalance_cost_eur AS pcost,
+           coalesce(balanced_mwh, 0) AS bal
     FROM portfolio_qh WHERE in_scope AND delivery_start >= %(start)s AND delivery_start < %(end)s),
 pr AS (
     SELECT delivery_start AS t, trades, sold_mwh, bought_mwh, net_mwh, revenue_eur, vwap_eur_mwh
@@ -135,11 +142,12 @@ comp AS (
     FROM redispatch_compensation WHERE delivery_start >= %(start)s AND delivery_start < %(end)s),
 pos AS (SELECT t, sum(greatest(q, 0)) AS qpos FROM a GROUP BY t),
 qh AS (
-    SELECT k.t, pf.in_pf, pf.qq, pf.fdq, pf.fgq, pf.pimb, pf.pprice, pf.pcost,
+    SELECT k.t, pf.in_pf, pf.qq, pf.fdq, pf.fgq, pf.pimb, pf.pprice, pf.pcost, pf.bal,
            pr.trades, pr.sold_mwh, pr.bought_mwh, pr.net_mwh, pr.revenue_eur, pr.vwap_eur_mwh,
            pu.x, pos.qpos,
            coalesce(pr.revenue_eur, 0) - coalesce(pr.net_mwh, 0) * coalesce(pu.x, 0) AS uplift,
-           -(coalesce(pf.qq, 0) - coalesce(pr.net_mwh, 0)) * coalesce(pu.x, 0) AS imb_at_index
+           coalesce(pf.bal, 0) * coalesce(pu.x, 0) AS bal_at_index,
+           -(coalesce(pf.qq, 0) + coalesce(pf.bal, 0) - coalesce(pr.net_mwh, 0)) * coalesce(pu.x, 0) AS imb_at_index
     FROM (SELECT t FROM pf UNION SELECT t FROM pr UNION SELECT t FROM pu) k
     LEFT JOIN pf ON pf.t = k.t LEFT JOIN pr ON pr.t = k.t LEFT JOIN pu ON pu.t = k.t
     LEFT JOIN pos ON pos.t = k.t),
@@ -165,6 +173,8 @@ SELECT asset_id,
     _FE.format(k="delivery", e="q - fd", p="price", elig="measured AND fd IS NOT NULL") + """
        sum(q * x) FILTER (WHERE x IS NOT NULL) AS market_value_eur,
        sum(q) FILTER (WHERE x IS NOT NULL) AS priced_mwh,
+       coalesce(sum(fg) FILTER (WHERE rd), 0) AS balanced_mwh,
+       coalesce(sum(fg * x) FILTER (WHERE rd), 0) AS balanced_at_index_eur,
        sum(w * coalesce(rev, 0)) AS revenue_eur,
        sum(w * coalesce(net, 0)) AS net_sold_mwh,
        sum(w * coalesce(uplift, 0)) AS trading_uplift_eur,
@@ -173,8 +183,6 @@ SELECT asset_id,
        sum(imb) AS imbalance_mwh, sum(abs(imb)) AS imbalance_abs_mwh, sum(cost) AS imbalance_cost_eur,
        count(*) FILTER (WHERE imb IS NOT NULL AND cost IS NULL) AS imbalance_unpriced_qh,
        count(*) FILTER (WHERE rd) AS redispatch_qh,
-       coalesce(sum(fd) FILTER (WHERE rd), 0) AS redispatch_mwh,
-       coalesce(sum(fd * comp) FILTER (WHERE rd), 0) AS redispatch_compensation_eur,
        count(*) FILTER (WHERE rd AND comp IS NULL) AS redispatch_unpriced_qh
 FROM aw GROUP BY asset_id ORDER BY asset_id"""
 
@@ -194,8 +202,6 @@ asset_sums AS (
     SELECT count(*) FILTER (WHERE is_final) AS final_qh,
            sum(cost) AS standalone_imbalance_cost_eur,
            count(*) FILTER (WHERE rd) AS redispatch_qh,
-           coalesce(sum(fd) FILTER (WHERE rd), 0) AS redispatch_mwh,
-           coalesce(sum(fd * comp) FILTER (WHERE rd), 0) AS redispatch_compensation_eur,
            count(*) FILTER (WHERE rd AND comp IS NULL) AS redispatch_unpriced_qh
     FROM aw),
 qh_sums AS (
@@ -203,6 +209,8 @@ qh_sums AS (
            sum(qq) AS produced_mwh,
            sum(qq * x) FILTER (WHERE x IS NOT NULL) AS market_value_eur,
            sum(qq) FILTER (WHERE x IS NOT NULL) AS priced_mwh,
+           coalesce(sum(bal), 0) AS balanced_mwh,
+           coalesce(sum(bal_at_index), 0) AS balanced_at_index_eur,
            avg(x) AS base_price_eur_mwh,
            coalesce(sum(revenue_eur), 0) AS revenue_eur,
            coalesce(sum(trades), 0) AS trades,
@@ -211,8 +219,6 @@ qh_sums AS (
            coalesce(sum(net_mwh), 0) AS net_sold_mwh,
            sum(vwap_eur_mwh * (sold_mwh + bought_mwh))
              / nullif(sum(sold_mwh + bought_mwh) FILTER (WHERE vwap_eur_mwh IS NOT NULL), 0) AS vwap_eur_mwh,
-           sum(x * (sold_mwh + bought_mwh))
-             / nullif(sum(sold_mwh + bought_mwh) FILTER (WHERE x IS NOT NULL), 0) AS idx_on_traded_eur_mwh,
            sum(uplift) AS trading_uplift_eur,
            sum(imb_at_index) AS imbalance_volume_at_index_eur,
            sum(pimb) AS imbalance_mwh, sum(abs(pimb)) AS imbalance_abs_mwh,
@@ -224,8 +230,15 @@ SELECT * FROM qh_sums, fe_sums, asset_sums"""
 _SERIES_SQL = _WITH + """
 SELECT t AS delivery_start, qq AS produced_mwh, fgq AS tradeable_forecast_mwh, fdq AS latest_forecast_mwh,
        net_mwh AS net_sold_mwh, x AS idx_full_eur_mwh, vwap_eur_mwh, pimb AS imbalance_mwh,
-       pprice AS imbalance_price_eur_mwh, pcost AS imbalance_cost_eur, revenue_eur
+       pprice AS imbalance_price_eur_mwh, pcost AS imbalance_cost_eur, revenue_eur,
+       coalesce(sold_mwh, 0) + coalesce(bought_mwh, 0) AS traded_mwh, bal AS balanced_mwh
 FROM qh ORDER BY t"""
+
+# redispatched asset QHs: the compensation is computed by the invoice's rule, in exact decimals
+_REDISPATCH_SQL = """
+SELECT a.asset_id, a.latest_kw, c.price_eur_mwh
+FROM asset_qh a LEFT JOIN redispatch_compensation c ON c.delivery_start = a.delivery_start
+WHERE a.in_scope AND a.redispatched AND a.delivery_start >= %(start)s AND a.delivery_start < %(end)s"""
 
 _NAMES_SQL = "SELECT asset_id, name, asset_type, capacity_kw FROM technical_data"
 
@@ -263,6 +276,26 @@ def _num(v: Any) -> float | int | None:
 
 def _z(v: Any) -> float:
     return 0.0 if v is None else float(v)
+
+
+def _dec(v: Any) -> Decimal | None:
+    return None if v is None else Decimal(repr(float(v)))
+
+
+def _redispatch_amounts(rows: Iterable[dict], asset_rows: dict[str, dict], port: dict) -> None:
+    """``redispatch_mwh`` / ``redispatch_compensation_eur`` per asset and for the portfolio by
+    ``intraday.settlement.redispatch_compensation`` (as on the invoices), in place."""
+    mwh: dict[str, Decimal] = {}
+    eur: dict[str, Decimal] = {}
+    for r in rows:
+        q, amount = redispatch_compensation(_dec(r["latest_kw"]), _dec(r["price_eur_mwh"]))
+        mwh[r["asset_id"]] = mwh.get(r["asset_id"], Decimal(0)) + q
+        eur[r["asset_id"]] = eur.get(r["asset_id"], Decimal(0)) + (amount or Decimal(0))
+    for a, row in asset_rows.items():
+        row["redispatch_mwh"] = float(mwh.get(a, Decimal(0)))
+        row["redispatch_compensation_eur"] = float(eur.get(a, Decimal(0)))
+    port["redispatch_mwh"] = float(sum(mwh.values(), Decimal(0)))
+    port["redispatch_compensation_eur"] = float(sum(eur.values(), Decimal(0)))
 
 
 def parse_period(from_text: str, to_text: str) -> tuple[dt.datetime, dt.datetime]:
@@ -313,7 +346,8 @@ def _months(start_s: int, end_s: int) -> Iterable[tuple[int, int, int, int]]:
 def owner_payments(conn: psycopg.Connection, start_s: int, end_s: int) -> list[dict]:
     """Per contract of the newest CRM file: infeed payout, redispatch payout and fees (net EUR,
     exact sums of the invoice lines) for the invoiced QHs of ``[start_s, end_s)``; a
-    ``fixed_for_capacity`` fee pro rata of the contract's QHs in the period over the month's QHs.
+    ``fixed_for_capacity`` fee for the Berlin days of the period the contract covers, pro rata of
+    the month's days (``intraday.settlement.capacity_fee``, as on the invoice).
     A contract in status ``error`` gets no amounts (``status: error`` and its ``errors``)."""
     out: dict[str, dict] = {}
     for y, m, m0, m1 in _months(start_s, end_s):
@@ -344,11 +378,8 @@ def owner_payments(conn: psycopg.Connection, start_s: int, end_s: int) -> list[d
                     rec["volume_mwh"] += ln.mwh or Decimal(0)
                 elif ln.kind == "redispatch":
                     rec["redispatch_payout_eur"] += amount
-                elif c.fee_model != "fixed_for_capacity":
+                else:  # fee lines; a capacity fee is one line, pro rata of the days covered
                     rec["fees_eur"] += amount
-            if c.fee_model == "fixed_for_capacity":
-                assert c.capacity_mw is not None and c.fee is not None
-                rec["fees_eur"] += c.capacity_mw * c.fee * Decimal((c1 - c0) // QH_S) / Decimal((m1 - m0) // QH_S)
     records = []
     for rec in sorted(out.values(), key=lambda r: r["contract_id"]):
         if rec["status"] == "error":
@@ -375,6 +406,7 @@ def _finish(m: dict[str, Any], base_price: float | None) -> dict[str, Any]:
     cost = m["imbalance_cost_allocated_eur"] if "imbalance_cost_allocated_eur" in m else m.get("imbalance_cost_eur")
     steps = {
         "market_value": _z(m.get("market_value_eur")),
+        "balanced_at_index": _z(m.get("balanced_at_index_eur")),
         "trading_uplift": _z(m.get("trading_uplift_eur")),
         "imbalance_volume_at_index": _z(m.get("imbalance_volume_at_index_eur")),
         "imbalance_cost": 0.0 - _z(cost),  # 0.0 - x: never a negative zero
@@ -428,6 +460,8 @@ def performance_report(conn: psycopg.Connection, start_utc: Any, end_utc: Any,
         port = dict(cur.execute(_PORTFOLIO_SQL, params).fetchone())
         series = [dict(r) for r in cur.execute(_SERIES_SQL, params)]
         names = {r["asset_id"]: r for r in cur.execute(_NAMES_SQL)}
+        redispatched = cur.execute(_REDISPATCH_SQL, params).fetchall()
+    _redispatch_amounts(redispatched, asset_rows, port)
     start_s, end_s = int(start.timestamp()), int(end.timestamp())
     payments = owner_payments(conn, start_s, end_s)
     base = _num(port.pop("base_price_eur_mwh"))
@@ -447,8 +481,10 @@ def performance_report(conn: psycopg.Connection, start_utc: Any, end_utc: Any,
     for k in ("redispatch_mwh", "redispatch_compensation_eur", "standalone_imbalance_cost_eur"):
         port[k] = _num(port.get(k))
     p = _finish({k: _num(v) for k, v in port.items()}, base)
-    p["vwap_minus_idx_eur_mwh"] = (None if p.get("vwap_eur_mwh") is None or p.get("idx_on_traded_eur_mwh") is None
-                                   else p["vwap_eur_mwh"] - p["idx_on_traded_eur_mwh"])
+    # our VWAP against idx_full over the QHs that have both (the desk's rule, one function)
+    matched, index, delta = vwap_minus_index(
+        (s["vwap_eur_mwh"], s["idx_full_eur_mwh"], s["traded_mwh"]) for s in series)
+    p["matched_vwap_eur_mwh"], p["idx_on_traded_eur_mwh"], p["vwap_minus_idx_eur_mwh"] = matched, index, delta
     p["netting_benefit_eur"] = _z(p.get("standalone_imbalance_cost_eur")) - _z(p.get("imbalance_cost_eur"))
     p["allocation_residual_eur"] = p["margin_eur"] - sum(m["margin_eur"] for m in per_asset.values())
 

@@ -66,11 +66,11 @@ TABLES = {t.name: t for t in (
     TableSpec("portfolio_qh", ("delivery_start", "best_of_infeed_kw", "latest_forecast_kw",
                                "tradeable_forecast_kw", "net_sold_mwh", "imbalance_mwh",
                                "imbalance_price_eur_mwh", "imbalance_price_source", "imbalance_cost_eur",
-                               "in_scope", "known_at"), ("delivery_start",)),
+                               "in_scope", "known_at", "balanced_mwh"), ("delivery_start",)),
     TableSpec("portfolio_qh_history", ("delivery_start", "known_at", "best_of_infeed_kw", "latest_forecast_kw",
                                        "tradeable_forecast_kw", "net_sold_mwh", "imbalance_mwh",
                                        "imbalance_price_eur_mwh", "imbalance_price_source",
-                                       "imbalance_cost_eur"), ("delivery_start", "known_at")),
+                                       "imbalance_cost_eur", "balanced_mwh"), ("delivery_start", "known_at")),
     TableSpec("asset_qh_history", ("asset_id", "delivery_start", "known_at", "latest_kw", "tradeable_kw", "best_kw",
                                    "best_source", "live_kw", "final_kw", "redispatched"),
               ("asset_id", "delivery_start", "known_at")),
@@ -127,12 +127,13 @@ def rows_of(topic: str, value: dict[str, Any]) -> Iterable[tuple[str, tuple]]:
         qh = ts(value["qh"])
         yield "portfolio_qh", (qh, p["best_of_infeed_kw"], p["latest_forecast_kw"], p["tradeable_forecast_kw"],
                                p["net_sold_mwh"], p["imbalance_mwh"], p["imbalance_price_eur_mwh"],
-                               p["imbalance_price_source"], p["imbalance_cost_eur"], p["in_scope"], known)
+                               p["imbalance_price_source"], p["imbalance_cost_eur"], p["in_scope"], known,
+                               p.get("balanced_mwh"))
         if known is not None and p["in_scope"]:
             yield "portfolio_qh_history", (qh, known, p["best_of_infeed_kw"], p["latest_forecast_kw"],
                                            p["tradeable_forecast_kw"], p["net_sold_mwh"], p["imbalance_mwh"],
                                            p["imbalance_price_eur_mwh"], p["imbalance_price_source"],
-                                           p["imbalance_cost_eur"])
+                                           p["imbalance_cost_eur"], p.get("balanced_mwh"))
         for a in value["assets"]:
             yield "asset_imbalance_qh", (a["asset_id"], qh, a["position_mwh"], a["actual_mwh"], a["imbalance_mwh"],
                                          a["price_eur_mwh"], a["price_source"], a["cost_eur"], known)

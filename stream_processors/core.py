@@ -594,15 +594,23 @@ def trading_rows(qh_s: int, st: QhState) -> dict[str, dict]:
 
 
 def portfolio_row(qh_s: int, st: QhState, members: frozenset[str] | None, net_sold_mwh: float) -> dict:
-    """portfolio_qh row over the portfolio's assets (None = every asset)."""
+    """portfolio_qh row over the portfolio's assets (None = every asset).
+
+    domain.md 4: ``imbalance = best_of_infeed + balanced - net_sold``; ``balanced`` is the sum of
+    the positions (tradeable forecast) of the assets redispatched in the QH: the grid operator
+    balances curtailed energy into our group, so such an asset counts as delivering its position.
+    """
     assets = [s for aid, s in st.assets.items() if s.exists and (members is None or aid in members)]
     best = _sum_present(s.best_kw for s in assets)
-    imbalance = None if best is None else kw_to_mwh(best) - net_sold_mwh
+    balanced_kw = _sum_present(s.tradeable_kw for s in assets if s.redispatched)
+    balanced = 0.0 if balanced_kw is None else kw_to_mwh(balanced_kw)
+    imbalance = None if best is None else kw_to_mwh(best) + balanced - net_sold_mwh
     price, source = imbalance_price(st, imbalance)
     return {"qh": qh_s, "best_of_infeed_kw": best,
             "latest_forecast_kw": _sum_present(s.latest_kw for s in assets),
             "tradeable_forecast_kw": _sum_present(s.tradeable_kw for s in assets),
-            "net_sold_mwh": net_sold_mwh, "imbalance_mwh": imbalance, "imbalance_price_eur_mwh": price,
+            "net_sold_mwh": net_sold_mwh, "balanced_mwh": balanced, "imbalance_mwh": imbalance,
+            "imbalance_price_eur_mwh": price,
             "imbalance_price_source": source,
             "imbalance_cost_eur": None if imbalance is None or price is None else -imbalance * price,
             "in_scope": bool(assets) or any(p.trades for p in st.trading.values())}

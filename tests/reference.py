@@ -663,7 +663,10 @@ def compute_reference(day_dir: Path) -> dict[str, pd.DataFrame]:
     p["latest_forecast_kw"] = g["latest_kw"].sum(min_count=1).reindex(qhs)
     p["tradeable_forecast_kw"] = g["tradeable_kw"].sum(min_count=1).reindex(qhs)
     p["net_sold_mwh"] = books.loc[books["book"] == "private", "net_mwh"].reindex(qhs).fillna(0.0)
-    p["imbalance_mwh"] = p["best_of_infeed_kw"] * KW_TO_MWH_PER_QH - p["net_sold_mwh"]
+    # a redispatched asset counts as delivering its position (domain.md 4, second edition)
+    p["balanced_mwh"] = (a.loc[a["redispatched"], "tradeable_kw"] * KW_TO_MWH_PER_QH).groupby(
+        a.loc[a["redispatched"], "qh"]).sum().reindex(qhs).fillna(0.0)
+    p["imbalance_mwh"] = p["best_of_infeed_kw"] * KW_TO_MWH_PER_QH + p["balanced_mwh"] - p["net_sold_mwh"]
     p = p.reset_index()
     p["imbalance_price_eur_mwh"], p["imbalance_price_source"] = _imbalance_price(p["qh"], p["imbalance_mwh"], prices)
     p["imbalance_cost_eur"] = -p["imbalance_mwh"] * p["imbalance_price_eur_mwh"]

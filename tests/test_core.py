@@ -178,6 +178,12 @@ def test_portfolio_counts_members_only_and_a_redispatched_asset_carries_no_imbal
     by = {r["asset_id"]: r for r in rows}
     assert by["B"]["imbalance_mwh"] == 0.0 and by["B"]["cost_eur"] == 0.0 and by["B"]["position_mwh"] == 2.0
     assert by["A"]["imbalance_mwh"] == pytest.approx(0.5)
+    # domain.md 4: B counts as delivering its position (2.0 MWh): 1.0 + 2.0 - 0 sold
+    assert port["balanced_mwh"] == pytest.approx(2.0)
+    assert port["imbalance_mwh"] == pytest.approx(3.0)
+    s = core.step_qh(s, _bundle(T, 2, 0.0, tradeable=None, redispatched=True, asset="B"))
+    port, _, _ = core.qh_results(T, s, frozenset({"A", "B"}))
+    assert port["balanced_mwh"] == 0.0 and port["imbalance_mwh"] == pytest.approx(1.0)  # no position, none
 
 
 def test_the_newest_crm_file_decides_the_portfolio_whatever_the_batches():

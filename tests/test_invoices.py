@@ -154,12 +154,12 @@ def test_a_half_cent_is_rounded_up_in_the_net_and_again_in_the_vat(db):
 # which contracts and which QHs
 
 
-def test_a_contract_is_invoiced_only_for_the_berlin_days_from_its_begin_to_its_end_inclusive(db):
+def test_a_contract_is_invoiced_for_its_half_open_berlin_days_from_its_begin_to_before_its_end(db):
     add_contract(db, "C1", "A1", begin="2025-06-10", end="2025-06-20")
     add_qh(db, "A1", "2025-06-09T21:45:00Z", 4000.0)  # 9 June 23:45 Berlin: before the begin
     add_qh(db, "A1", "2025-06-09T22:00:00Z", 4000.0)  # 10 June 00:00 Berlin: first QH
-    add_qh(db, "A1", "2025-06-20T21:45:00Z", 4000.0)  # 20 June 23:45 Berlin: last QH
-    add_qh(db, "A1", "2025-06-20T22:00:00Z", 4000.0)  # 21 June 00:00 Berlin: after the end
+    add_qh(db, "A1", "2025-06-19T21:45:00Z", 4000.0)  # 19 June 23:45 Berlin: last QH
+    add_qh(db, "A1", "2025-06-19T22:00:00Z", 4000.0)  # 20 June 00:00 Berlin: the end day is not covered
 
     inv = june(db)["C1"]
 
@@ -168,19 +168,68 @@ def test_a_contract_is_invoiced_only_for_the_berlin_days_from_its_begin_to_its_e
     assert inv["infeed_payout"] == entry(2.0, 90.0, 180.0, 34.2, 214.2)   # 2 x 90
     assert inv["fees"] == entry(2.0, 2.0, 4.0, 0.76, 4.76)                # 2 x 2
     assert inv["total_gross_eur"] == 209.44                               # 214.20 - 4.76
-    assert (inv["period_first_day"], inv["period_last_day"]) == ("2025-06-10", "2025-06-20")
-    assert (inv["period_start"], inv["period_end"]) == ("2025-06-09T22:00:00Z", "2025-06-20T22:00:00Z")
-    assert inv["period_qh_count"] == 1056  # 11 days x 96
+    assert (inv["period_first_day"], inv["period_last_day"]) == ("2025-06-10", "2025-06-19")
+    assert (inv["period_start"], inv["period_end"]) == ("2025-06-09T22:00:00Z", "2025-06-19T22:00:00Z")
+    assert inv["period_qh_count"] == 960  # 10 days x 96
+    assert (inv["covered_days"], inv["month_days"]) == (10, 30)
 
 
-def test_contracts_whose_period_does_not_touch_the_month_are_not_listed(db):
+def test_contracts_that_cover_no_day_of_the_month_get_no_invoice(db):
     add_contract(db, "ENDED", "A1", begin="2025-01-01", end="2025-05-31")
+    add_contract(db, "ENDS-ON-THE-1ST", "A1", begin="2025-05-01", end="2025-06-01")  # covers 31 May last
+    add_contract(db, "EMPTY", "A1", begin="2025-06-15", end="2025-06-15")            # covers no day
     add_contract(db, "LATER", "A1", begin="2025-07-01")
     add_contract(db, "OPEN", "A1", begin="2025-01-01")
-    add_contract(db, "LAST-DAY", "A1", begin="2025-06-30", end="2025-06-30")
+    add_contract(db, "LAST-DAY", "A1", begin="2025-06-30", end="2025-07-01")
+    add_contract(db, "FIRST-DAY", "A1", begin="2025-05-20", end="2025-06-02")
     add_qh(db, "A1", QH1, 2000.0)
 
-    assert sorted(june(db)) == ["LAST-DAY", "OPEN"]
+    assert sorted(june(db)) == ["FIRST-DAY", "LAST-DAY", "OPEN"]
+
+
+# A capacity fee is a monthly fee pro rata temporis: capacity x fee x days covered / days of the month.
+#   June, from the 21st (open end): 10 of 30 days: 2.5 x 10 x 10 / 30 = 8.3333 -> 8.33, VAT 1.58, gross 9.91
+#   October 2025, the fall-back day alone (25 hours, 100 QHs): 1 of 31 days: 25 / 31 = 0.8065 -> 0.81,
+#   VAT 0.1539 -> 0.15, gross 0.96
+#   March 2025, the spring-forward day alone (23 hours, 92 QHs): 25 / 31 -> the same 0.81
+@pytest.mark.parametrize(("begin", "end", "year", "month", "days", "fees"), [
+    ("2025-06-21", None, 2025, 6, 10, entry(2.5, 3.3333, 8.33, 1.58, 9.91)),
+    ("2025-10-26", "2025-10-27", 2025, 10, 1, entry(2.5, 0.3226, 0.81, 0.15, 0.96)),
+    ("2025-03-30", "2025-03-31", 2025, 3, 1, entry(2.5, 0.3226, 0.81, 0.15, 0.96)),
+    ("2025-01-01", None, 2025, 6, 30, entry(2.5, 10.0, 25.0, 4.75, 29.75)),
+])
+def test_a_capacity_fee_is_charged_pro_rata_of_the_berlin_days_the_contract_covers(
+        db, begin, end, year, month, days, fees):
+    add_contract(db, "C1", "A1", fee_model="fixed_for_capacity", fee=10.0, capacity=2.5, begin=begin, end=end)
+
+    [inv] = compute_invoices(db, year, month)
+
+    assert inv["status"] == "ok"
+    assert inv["covered_days"] == days
+    assert inv["fees"] == fees
+
+
+def test_the_newest_crm_file_is_the_truth_and_a_dropped_contract_is_withdrawn(db):
+    # the first file lists C1 and C2 for all of June; the correction (a newer file) drops C2 and
+    # moves C1's end to the 11th: C1 is invoiced for 10 June only (a correction, not a new period)
+    add_contract(db, "C1", "A1", begin="2025-06-01", price=100.0, fee=0.0)
+    add_contract(db, "C2", "A2", begin="2025-06-01", price=100.0, fee=0.0)
+    add_qh(db, "A1", QH1, 400.0)                        # 10 June: 0.1 MWh
+    add_qh(db, "A1", "2025-06-12T10:00:00Z", 400.0)     # 12 June
+    add_qh(db, "A2", QH1, 400.0)
+    first = by_id(issue_invoices(db, 2025, 6))
+    newer = "2025-06-15T04:30:00Z"
+    add_contract(db, "C1", "A1", begin="2025-06-01", end="2025-06-11", price=100.0, fee=0.0, file_time=newer)
+
+    second = by_id(issue_invoices(db, 2025, 6))
+
+    assert sorted(first) == ["C1", "C2"] and first["C1"]["qh_count"] == 2
+    assert sorted(second) == ["C1"]
+    assert second["C1"]["qh_count"] == 1 and second["C1"]["volume_mwh"] == 0.1
+    states = dict(db.execute("SELECT contract_id, state FROM invoices_current").fetchall())
+    assert states == {"C1": "provisional", "C2": "withdrawn"}
+    out = db.execute("SELECT count(*) FROM invoices WHERE contract_id = 'C2'").fetchone()[0]
+    assert out == 2  # the issued version stays, the withdrawal is the next one
 
 
 def test_an_invoice_is_provisional_while_any_invoiced_qh_of_its_asset_is_not_final(db):
@@ -409,7 +458,7 @@ def test_the_same_data_gives_the_same_content_hash_and_no_new_version(db):
 
 
 def test_changed_data_after_a_final_invoice_adds_a_corrected_version(db):
-    add_contract(db, "C1", "A1", begin="2025-06-10", end="2025-06-10", price=100.0, fee=0.0)
+    add_contract(db, "C1", "A1", begin="2025-06-10", end="2025-06-11", price=100.0, fee=0.0)
     add_final_range(db, "A1", "2025-06-09T22:00:00Z", "2025-06-10T21:45:00Z", 400.0)   # 96 x 0.1 MWh
 
     [v1] = issue_invoices(db, 2025, 6)

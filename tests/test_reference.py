@@ -356,6 +356,24 @@ def test_a_redispatched_quarter_hour_carries_no_imbalance_for_the_asset(tmp_path
     assert lifted["cost_eur"] == pytest.approx(-5.0)
 
 
+def test_a_redispatched_asset_counts_as_delivering_its_position_in_the_portfolio_imbalance(tmp_path):
+    # WND-1 curtailed at 10:00 (position 1000 kW = 0.25 MWh, best 0); SOL-2 live 2000 kW = 0.5 MWh;
+    # 0.6 MWh sold: imbalance = 0.5 + 0.25 - 0.6 = 0.15 (long), not 0.5 - 0.6 = -0.1 (short)
+    write_crm(tmp_path, "20250601_043000", [("WND-1", "MP1"), ("SOL-2", "MP2")])
+    write_forecast(tmp_path, "WND-1", "2025-06-08T090000Z", "2025-06-08T09:00:00Z", {"2025-06-08T10:00:00Z": 1000.0})
+    write_flags(tmp_path, "MP1", "20250608_0930", ["2025-06-08T10:00:00Z,2025-06-08T10:15:00Z,1"])
+    write_live(tmp_path, "SOL02", "SOL-2", [("2025-06-08T10:00:00Z", 2000.0)])
+    write_trades(tmp_path, "private", "20250608T093000000Z", [
+        "S;SELL;2025-06-08 10:00:00+00:00;2025-06-08 10:15:00+00:00;2025-06-08 09:00:00+00:00;90.0;EUR;2.4;MWH"])
+    write_final_prices(tmp_path, "20250609_120000", ["08.06.2025;UTC;10:00;10:15;120,0;30,0"])
+
+    p = row(compute_reference(tmp_path)["portfolio_qh.csv"], delivery_start="2025-06-08T10:00:00Z")
+
+    assert p["best_of_infeed_kw"] == 2000.0  # still 0 for the curtailed park
+    assert p["imbalance_mwh"] == pytest.approx(0.15)
+    assert (p["imbalance_price_eur_mwh"], p["imbalance_cost_eur"]) == (30.0, pytest.approx(-4.5))  # long: ueberdeckt
+
+
 def test_portfolio_imbalance_is_best_of_infeed_minus_net_sold_over_the_newest_crm_assets(tmp_path):
     write_crm(tmp_path, "20250601_043000", [("WND-1", "MPA"), ("SOL-2", "MPB"), ("OLD-3", "MPC")])
     write_crm(tmp_path, "20250607_043000", [("WND-1", "MPA"), ("SOL-2", "MPB")])  # newest: OLD-3 left

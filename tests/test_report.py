@@ -113,8 +113,11 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
     R = private["revenue_eur"].reindex(qhs)
     S = private["net_mwh"].reindex(qhs)
     C = p["imbalance_cost_eur"].reindex(qhs)
+    # domain.md 4: a redispatched asset counts as delivering its position (tradeable forecast)
+    rd_rows = a[a["redispatched"]]
+    B = (rd_rows["tradeable_kw"] * KWQH).groupby(rd_rows["delivery_start"]).sum().reindex(qhs).fillna(0.0)
     uplift = R.fillna(0) - S.fillna(0) * x.fillna(0)
-    at_index = -(Q.fillna(0) - S.fillna(0)) * x.fillna(0)
+    at_index = -(Q.fillna(0) + B - S.fillna(0)) * x.fillna(0)
 
     a["q"] = a["best_kw"] * KWQH
     a["fg"] = a["tradeable_kw"] * KWQH
@@ -155,12 +158,12 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
     month_start = _berlin_midnight(start.tz_convert(BERLIN).date().replace(day=1))
     nm = month_start.tz_convert(BERLIN).date()
     month_end = _berlin_midnight((nm.replace(day=28) + dt.timedelta(days=4)).replace(day=1))
-    month_qh = (month_end - month_start) / pd.Timedelta(minutes=15)
+    month_days = (month_end.tz_convert(BERLIN).date() - month_start.tz_convert(BERLIN).date()).days
     contracts = {}
     for _, c in crm.iterrows():
         c0 = max(start, _berlin_midnight(dt.date.fromisoformat(c["contract_begin"])))
-        c1 = end if not c["contract_end"] else min(
-            end, _berlin_midnight(dt.date.fromisoformat(c["contract_end"]) + dt.timedelta(days=1)))
+        c1 = end if not c["contract_end"] else min(  # half-open: the end day is not covered
+            end, _berlin_midnight(dt.date.fromisoformat(c["contract_end"])))
         rec = {"asset_id": c["asset_id"], "error": _contract_errors(c)}
         if not rec["error"]:
             mine = a[(a["asset_id"] == c["asset_id"]) & a["delivery_start"].isin(measured_qhs)
@@ -173,8 +176,9 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
             if c["fee_model"] == "fixed_as_produced":
                 rec["fees_eur"] = mwh.sum() * float(c["fee"])
             elif c["fee_model"] == "fixed_for_capacity":
-                n = max(0.0, (c1 - c0) / pd.Timedelta(minutes=15))
-                rec["fees_eur"] = float(c["capacity"]) * float(c["fee"]) * n / month_qh
+                # pro rata of Berlin days (a DST day is one day), over the month's days
+                days = max(0, (c1.tz_convert(BERLIN).date() - c0.tz_convert(BERLIN).date()).days)
+                rec["fees_eur"] = float(c["capacity"]) * float(c["fee"]) * days / month_days
             else:
                 rec["fees_eur"] = market * float(c["fee_percent"]) / 100
             rd = mine[mine["redispatched"]]
@@ -190,12 +194,13 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
                 "contracts_in_error": len(mine) - len(ok)}
 
     def finish(m: dict, cost_in_waterfall: float) -> dict:
-        realised = m["market_value_eur"] + m["trading_uplift_eur"] + m["imbalance_volume_at_index_eur"] \
-            - cost_in_waterfall
+        realised = m["market_value_eur"] + m["balanced_at_index_eur"] + m["trading_uplift_eur"] \
+            + m["imbalance_volume_at_index_eur"] - cost_in_waterfall
         m["realised_revenue_eur"] = realised
         m["margin_eur"] = realised + m["redispatch_compensation_eur"] - m["infeed_payout_eur"] \
             - m["redispatch_payout_eur"] + m["fees_eur"]
-        m["waterfall"] = {"market_value": m["market_value_eur"], "trading_uplift": m["trading_uplift_eur"],
+        m["waterfall"] = {"market_value": m["market_value_eur"], "balanced_at_index": m["balanced_at_index_eur"],
+                          "trading_uplift": m["trading_uplift_eur"],
                           "imbalance_volume_at_index": m["imbalance_volume_at_index_eur"],
                           "imbalance_cost": -cost_in_waterfall, "realised_revenue": realised,
                           "redispatch_compensation": m["redispatch_compensation_eur"],
@@ -218,6 +223,8 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
              "imbalance_mwh": g["imbalance_mwh"].sum(), "imbalance_abs_mwh": g["imbalance_mwh"].abs().sum(),
              "imbalance_cost_eur": g["cost_eur"].sum(),
              "imbalance_unpriced_qh": int((g["imbalance_mwh"].notna() & g["cost_eur"].isna()).sum()),
+             "balanced_mwh": rd["fg"].fillna(0).sum(),
+             "balanced_at_index_eur": (rd["fg"] * rd["x"]).sum(),
              "redispatch_qh": len(rd), "redispatch_mwh": rd["fd"].sum(),
              "redispatch_compensation_eur": (rd["fd"] * rd["comp"]).sum(),
              "redispatch_unpriced_qh": int(rd["comp"].isna().sum()),
@@ -238,6 +245,7 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
     ed = elig_d.groupby("delivery_start")["e"].sum()
     traded = (private["sold_mwh"] + private["bought_mwh"]).reindex(qhs)
     vw = private["vwap_eur_mwh"].reindex(qhs)
+    both = vw.notna() & x.notna() & (traded > 0)
     produced = Q.sum()
     m = {"qh": len(p), "produced_mwh": produced, "final_qh": int((a["best_source"] == "final").sum()),
          **errors(p, eg, eg.index.map(price).to_series(index=eg.index), "gate"),
@@ -246,7 +254,10 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
          "sold_mwh": private["sold_mwh"].sum(), "bought_mwh": private["bought_mwh"].sum(),
          "net_sold_mwh": S.fillna(0).sum(),
          "vwap_eur_mwh": (vw * traded).sum() / traded[vw.notna()].sum(),
-         "idx_on_traded_eur_mwh": (x * traded).sum() / traded[x.notna()].sum(),
+         # against the index only over the QHs that have both prices
+         "matched_vwap_eur_mwh": (vw * traded)[both].sum() / traded[both].sum(),
+         "idx_on_traded_eur_mwh": (x * traded)[both].sum() / traded[both].sum(),
+         "balanced_mwh": B.sum(), "balanced_at_index_eur": (B * x).sum(),
          "trading_uplift_eur": uplift.sum(), "imbalance_volume_at_index_eur": at_index.sum(),
          "imbalance_mwh": p["imbalance_mwh"].sum(), "imbalance_abs_mwh": p["imbalance_mwh"].abs().sum(),
          "imbalance_cost_eur": C.sum(),
@@ -256,7 +267,7 @@ def expected_report(ref: dict[str, pd.DataFrame], day_dir: Path, start: pd.Times
          "redispatch_compensation_eur": (a.loc[a["redispatched"], "fd"] * a.loc[a["redispatched"], "comp"]).sum(),
          "standalone_imbalance_cost_eur": a["cost_eur"].sum(),
          **payments(None)}
-    m["vwap_minus_idx_eur_mwh"] = m["vwap_eur_mwh"] - m["idx_on_traded_eur_mwh"]
+    m["vwap_minus_idx_eur_mwh"] = m["matched_vwap_eur_mwh"] - m["idx_on_traded_eur_mwh"]
     m["netting_benefit_eur"] = m["standalone_imbalance_cost_eur"] - m["imbalance_cost_eur"]
     m["imbalance_cost_eur_per_mwh"] = m["imbalance_cost_eur"] / produced
     m["imbalance_abs_share"] = m["imbalance_abs_mwh"] / produced
@@ -360,11 +371,12 @@ def hand(fresh_db):
                                                      ("B", QH2, 1.2, 1.0, -0.2, 60.0, 12.0)):
             ins("asset_imbalance_qh", asset_id=asset, delivery_start=t, position_mwh=pos, actual_mwh=act,
                 imbalance_mwh=imb, price_eur_mwh=price, price_source="final", cost_eur=cost)
-        # portfolio: Q 1.5 / 1.0, net sold 1.4 / 1.5 -> imbalance 0.1 / -0.5, price 90 / 70, cost -9 / 35
+        # portfolio: Q 1.5 / 1.0, balanced (A's position while redispatched) 0 / 0.5, net sold 1.4 / 1.5
+        # -> imbalance Q + B - S = 0.1 / 0.0, price 90 / 70, cost -9 / 0
         ins("portfolio_qh", delivery_start=QH1, best_of_infeed_kw=6000.0, net_sold_mwh=1.4, imbalance_mwh=0.1,
-            imbalance_price_eur_mwh=90.0, imbalance_price_source="final", imbalance_cost_eur=-9.0)
-        ins("portfolio_qh", delivery_start=QH2, best_of_infeed_kw=4000.0, net_sold_mwh=1.5, imbalance_mwh=-0.5,
-            imbalance_price_eur_mwh=70.0, imbalance_price_source="final", imbalance_cost_eur=35.0)
+            imbalance_price_eur_mwh=90.0, imbalance_price_source="final", imbalance_cost_eur=-9.0, balanced_mwh=0.0)
+        ins("portfolio_qh", delivery_start=QH2, best_of_infeed_kw=4000.0, net_sold_mwh=1.5, imbalance_mwh=0.0,
+            imbalance_price_eur_mwh=70.0, imbalance_price_source="final", imbalance_cost_eur=0.0, balanced_mwh=0.5)
         # QH1: sell 6 MW @ 80 (1.5 MWh), buy 0.4 MW @ 70 (0.1 MWh): revenue 120 - 7 = 113,
         #      VWAP (480 + 28) / 6.4 = 79.375; QH2: sell 6 MW @ 60: revenue 90, VWAP 60
         ins("trading_qh", delivery_start=QH1, book="private", trades=2, sold_mwh=1.5, bought_mwh=0.1, net_mwh=1.4,
@@ -396,7 +408,8 @@ def test_a_small_case_computed_by_hand(hand):
     assert sorted(assets) == ["A", "B", "C"] and assets["A"]["name"] == "Windpark Alpha"
     # weights (positive produced share): QH1 A 1.0/1.5 = 2/3, B 1/3; QH2 A 0, B 1
     # per QH: uplift = revenue - net x idx: 113 - 1.4 x 75 = 8, 90 - 1.5 x 55 = 7.5
-    #         imbalance volume at idx = -(Q - net) x idx: -(0.1) x 75 = -7.5, +0.5 x 55 = 27.5
+    #         imbalance volume at idx = -(Q + B - net) x idx: -(0.1) x 75 = -7.5, -(1.0 + 0.5 - 1.5) x 55 = 0
+    #         redispatched positions at idx: A's 0.5 MWh in QH2 x 55 = 27.5 (A's own)
     a = {
         "qh": 2, "produced_mwh": 1.0, "final_qh": 1,
         # gate closure: only QH1 counts (QH2 redispatched): 1.0 - 0.8 = 0.2 at 100 EUR/MWh
@@ -408,13 +421,14 @@ def test_a_small_case_computed_by_hand(hand):
         "revenue_eur": 113 * 2 / 3, "net_sold_mwh": 1.4 * 2 / 3,
         "trading_uplift_eur": 8 * 2 / 3, "imbalance_volume_at_index_eur": -5.0,
         "imbalance_cost_allocated_eur": -6.0,                            # 2/3 x -9
-        "realised_revenue_eur": 75 + 16 / 3 - 5 + 6,                     # = 2/3 x (113 + 9) = 81.33
-        "capture_price_eur_mwh": 244 / 3, "capture_rate": 244 / 3 / 75,
+        "balanced_mwh": 0.5, "balanced_at_index_eur": 27.5,
+        "realised_revenue_eur": 75 + 27.5 + 16 / 3 - 5 + 6,              # = 2/3 x (113 + 9) + 27.5 = 108.83
+        "capture_price_eur_mwh": 244 / 3 + 27.5, "capture_rate": (244 / 3 + 27.5) / 75,
         "imbalance_mwh": 0.2, "imbalance_abs_mwh": 0.2, "imbalance_cost_eur": -20.0,
         "imbalance_cost_eur_per_mwh": -20.0,
         "redispatch_qh": 1, "redispatch_mwh": 0.5, "redispatch_compensation_eur": 20.0,  # 0.5 x 40
         "infeed_payout_eur": 70.0, "fees_eur": 2.0, "redispatch_payout_eur": 20.0,       # 1.0 MWh x 70, x 2
-        "margin_eur": 244 / 3 + 20 - 90 + 2,                             # 13.33
+        "margin_eur": 244 / 3 + 27.5 + 20 - 90 + 2,                      # 40.83
     }
     b = {
         "produced_mwh": 1.5, "final_qh": 1,
@@ -423,17 +437,18 @@ def test_a_small_case_computed_by_hand(hand):
         "fe_gate_cost_eur": 36.0,
         "fe_delivery_qh": 2, "fe_delivery_mae_mwh": 0.1, "fe_delivery_bias_mwh": -0.1, "fe_delivery_abs_eur": 18.0,
         "market_value_eur": 92.5, "market_capture_price_eur_mwh": 92.5 / 1.5,   # 0.5 x 75 + 1.0 x 55
-        "revenue_eur": 113 / 3 + 90, "trading_uplift_eur": 8 / 3 + 7.5, "imbalance_volume_at_index_eur": 25.0,
-        "imbalance_cost_allocated_eur": 32.0,                                    # -3 + 35
-        "realised_revenue_eur": 92.5 + 8 / 3 + 7.5 + 25 - 32,                    # = 122/3 + 55 = 95.67
+        "revenue_eur": 113 / 3 + 90, "trading_uplift_eur": 8 / 3 + 7.5, "imbalance_volume_at_index_eur": -2.5,
+        "imbalance_cost_allocated_eur": -3.0,                                    # 1/3 x -9 + 1 x 0
+        "balanced_mwh": 0.0, "balanced_at_index_eur": 0.0,
+        "realised_revenue_eur": 92.5 + 8 / 3 + 7.5 - 2.5 + 3,                    # = 103.17
         "imbalance_mwh": -0.4, "imbalance_abs_mwh": 0.4, "imbalance_cost_eur": 36.0,
         "redispatch_qh": 0, "redispatch_compensation_eur": 0.0,
         "infeed_payout_eur": 92.5, "fees_eur": 9.25, "contracts": 2, "contracts_in_error": 1,  # C-E in error
-        "margin_eur": 287 / 3 - 92.5 + 9.25,                                      # 12.42
+        "margin_eur": 92.5 + 8 / 3 + 7.5 - 2.5 + 3 - 92.5 + 9.25,                 # 19.92
     }
     c = {"qh": 0, "produced_mwh": None, "infeed_payout_eur": 0.0,
-         "fees_eur": 2 * 300 * 2 / 2880,       # capacity x fee x 2 QHs / 2880 QHs of June
-         "margin_eur": 600 * 2 / 2880, "capture_rate": None}
+         "fees_eur": 2 * 300 * (1 / 48) / 30,  # capacity x fee x (30 min = 1/48 of a Berlin day) / 30 days
+         "margin_eur": 600 / 48 / 30, "capture_rate": None}
     port = {
         "qh": 2, "produced_mwh": 2.5, "final_qh": 2,
         # netted per QH: QH1 0.2 - 0.2 = 0, QH2 -0.2 (A redispatched): MAE 0.1, bias -0.1; 0.2 x 70 = 14
@@ -442,18 +457,20 @@ def test_a_small_case_computed_by_hand(hand):
         "market_value_eur": 167.5, "market_capture_price_eur_mwh": 67.0, "base_price_eur_mwh": 65.0,
         "revenue_eur": 203.0, "trades": 3, "sold_mwh": 3.0, "bought_mwh": 0.1, "net_sold_mwh": 2.9,
         "vwap_eur_mwh": 70.0,                     # (79.375 x 1.6 + 60 x 1.5) / 3.1 = 217 / 3.1
+        "matched_vwap_eur_mwh": 70.0,             # both QHs have an idx_full
         "idx_on_traded_eur_mwh": 202.5 / 3.1,     # (75 x 1.6 + 55 x 1.5) / 3.1
         "vwap_minus_idx_eur_mwh": 70 - 202.5 / 3.1,
-        "trading_uplift_eur": 15.5, "imbalance_volume_at_index_eur": 20.0,
-        "imbalance_mwh": -0.4, "imbalance_abs_mwh": 0.6, "imbalance_cost_eur": 26.0,
-        "imbalance_cost_eur_per_mwh": 10.4, "imbalance_abs_share": 0.24,
-        "realised_revenue_eur": 177.0,            # 167.5 + 15.5 + 20 - 26 = 203 - 26
-        "capture_price_eur_mwh": 70.8, "capture_rate": 70.8 / 67,
+        "trading_uplift_eur": 15.5, "imbalance_volume_at_index_eur": -7.5,
+        "balanced_mwh": 0.5, "balanced_at_index_eur": 27.5,
+        "imbalance_mwh": 0.1, "imbalance_abs_mwh": 0.1, "imbalance_cost_eur": -9.0,
+        "imbalance_cost_eur_per_mwh": -3.6, "imbalance_abs_share": 0.04,
+        "realised_revenue_eur": 212.0,            # 167.5 + 27.5 + 15.5 - 7.5 + 9 = 203 + 9
+        "capture_price_eur_mwh": 84.8, "capture_rate": 84.8 / 67,
         "redispatch_qh": 1, "redispatch_mwh": 0.5, "redispatch_compensation_eur": 20.0,
-        "infeed_payout_eur": 162.5, "redispatch_payout_eur": 20.0, "fees_eur": 11.25 + 600 * 2 / 2880,
+        "infeed_payout_eur": 162.5, "redispatch_payout_eur": 20.0, "fees_eur": 11.25 + 600 / 48 / 30,
         "contracts": 4, "contracts_in_error": 1,
-        "margin_eur": 177 + 20 - 182.5 + 11.25 + 600 * 2 / 2880,
-        "standalone_imbalance_cost_eur": 16.0, "netting_benefit_eur": -10.0,  # (-20 + 36) - 26
+        "margin_eur": 212 + 20 - 182.5 + 11.25 + 600 / 48 / 30,
+        "standalone_imbalance_cost_eur": 16.0, "netting_benefit_eur": 25.0,  # (-20 + 36) - (-9)
         "allocation_residual_eur": 0.0,
     }
     bad = (mismatches("A", assets["A"], a) + mismatches("B", assets["B"], b) + mismatches("C", assets["C"], c)
@@ -461,8 +478,9 @@ def test_a_small_case_computed_by_hand(hand):
     assert not bad, "\n".join(bad)
     steps = {s["step"]: s["eur"] for s in p["waterfall"]}
     assert [s["step"] for s in p["waterfall"]] == [k for k, _, _ in WATERFALL_STEPS]
-    assert steps == pytest.approx({"market_value": 167.5, "trading_uplift": 15.5, "imbalance_volume_at_index": 20.0,
-                                   "imbalance_cost": -26.0, "realised_revenue": 177.0, "redispatch_compensation": 20.0,
+    assert steps == pytest.approx({"market_value": 167.5, "balanced_at_index": 27.5, "trading_uplift": 15.5,
+                                   "imbalance_volume_at_index": -7.5, "imbalance_cost": 9.0, "realised_revenue": 212.0,
+                                   "redispatch_compensation": 20.0,
                                    "owner_payouts": -182.5, "owner_fees": port["fees_eur"],
                                    "margin": port["margin_eur"]})
     assert r["assets_total"]["margin_eur"] == pytest.approx(port["margin_eur"])  # A + B + C, nothing unallocated
@@ -535,8 +553,8 @@ def test_dashboard_page_figures_and_layout(hand):
         r = performance_report(conn, QH1, END)
     wf = RP.waterfall_figure(r)
     assert wf["data"][0]["type"] == "waterfall"
-    assert wf["data"][0]["measure"][0] == "absolute" and wf["data"][0]["measure"][4] == "total"
-    assert wf["data"][0]["y"][4] == pytest.approx(177.0)
+    assert wf["data"][0]["measure"][0] == "absolute" and wf["data"][0]["measure"][5] == "total"
+    assert wf["data"][0]["y"][5] == pytest.approx(212.0)
     assert RP.waterfall_figure(r, "A")["data"][0]["y"][-1] == pytest.approx(r["assets"][0]["margin_eur"])
     bars = RP.assets_figure(r)
     assert list(bars["data"][0]["x"]) == ["A", "B", "C"]
@@ -595,8 +613,8 @@ def test_the_page_callbacks_compute_draw_download_and_refuse_owners(hand, tmp_pa
         assert r.status_code == 200, r.data[:300]
         resp = r.get_json()["response"]
         report = resp["report-data"]["data"]
-        # the whole Berlin day: the capacity fee for 96 QHs of June's 2880
-        assert report["portfolio"]["margin_eur"] == pytest.approx(177 + 20 - 182.5 + 11.25 + 600 * 96 / 2880)
+        # the whole Berlin day: the capacity fee for 1 of June's 30 days
+        assert report["portfolio"]["margin_eur"] == pytest.approx(212 + 20 - 182.5 + 11.25 + 600 / 30)
         assert "96 QHs" in resp["report-msg"]["children"]  # the Berlin day of 2025-06-10
         drawn = post(c, csrf, "report-waterfall.figure", {"report-data.data": report, "report-scope.value": "B"},
                      ["report-data.data"]).get_json()["response"]

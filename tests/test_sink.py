@@ -82,7 +82,7 @@ def _portfolio_row(qh, imbalance):
     import datetime as dt
 
     t = dt.datetime.fromtimestamp(qh, dt.UTC)
-    return (t, 1000.0, 900.0, 800.0, 0.2, imbalance, 50.0, "estimate", -imbalance * 50.0, True, t)
+    return (t, 1000.0, 900.0, 800.0, 0.2, imbalance, 50.0, "estimate", -imbalance * 50.0, True, t, 0.0)
 
 
 def test_upserts_are_idempotent_and_the_newest_value_wins(fresh_db):
