@@ -426,7 +426,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
             options, value = _day_options(conn, assets)
             out["day.options"] = options
             if value is None:
-                out["clock.children"] = "no data yet"
+                out["clock.children"] = F.waiting_text(Q.replay_clock(conn, assets))
                 return _pack(out, outputs)
             out["day.value"] = value
             day = _parse_day(value)
@@ -446,7 +446,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         clock_moved = "clock" in moved
 
         if clock_moved or ctx_moved:
-            out["clock.children"] = ("replay clock " + F.berlin_time(clock)) if clock is not None else "no data yet"
+            out["clock.children"] = ("replay clock " + F.berlin_time(clock)) if clock is not None else F.waiting_text(None)
             out["countdown.children"] = F.countdown_text(clock)
             out["day.options"] = _day_options(conn, assets)[0]
             rng = Q.query_history_range(conn, day, assets).iloc[0]

@@ -100,6 +100,20 @@ def berlin_time(instant: Any) -> str:
     return "" if t is None else t.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def waiting_text(clock: Any) -> str:
+    """What the page says before any result of a delivery day has arrived, instead of empty axes.
+
+    >>> waiting_text(None)
+    'waiting for data: no replay has started yet (intraday demo, or intraday replay DAY_DIR --speed 60)'
+    >>> waiting_text(pd.Timestamp("2025-05-25T04:45:00Z"))
+    "waiting for data: replay clock 2025-05-25 06:45:00 CEST; results appear as the delivery day's forecasts and trades arrive"
+    """
+    if _utc(clock) is None:
+        return "waiting for data: no replay has started yet (intraday demo, or intraday replay DAY_DIR --speed 60)"
+    return (f"waiting for data: replay clock {berlin_time(clock)}; results appear as the delivery day's "
+            "forecasts and trades arrive")
+
+
 def berlin_short(instant: Any) -> str:
     """``08.06. 14:15``: a QH start in Europe/Berlin, short."""
     t = _utc(instant)

@@ -69,6 +69,37 @@ def _instant(text: str | None) -> float | None:
         raise CliError(f"not an ISO 8601 instant: {text!r}", EXIT_USAGE) from None
 
 
+def _jump_point(text: str | None, day: dt.date | None) -> float | None:
+    """Where a replay stops skipping empty time: ``HH:MM`` (Europe/Berlin, on the delivery day),
+    an ISO instant, or ``start`` (skip nothing)."""
+    if text is None or text.strip().lower() in ("start", "none", "off"):
+        return None
+    text = text.strip()
+    if len(text) == 5 and text[2] == ":":
+        if day is None:
+            raise CliError(f"--jump-to {text}: the directory name is no delivery date; give an ISO instant",
+                           EXIT_USAGE)
+        from intraday.qh import BERLIN
+
+        try:
+            t = dt.time.fromisoformat(text)
+        except ValueError:
+            raise CliError(f"not a time of day HH:MM: {text!r}", EXIT_USAGE) from None
+        return dt.datetime.combine(day, t, tzinfo=BERLIN).timestamp()
+    return _instant(text)
+
+
+def _day_of(path: Path) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(path.name)
+    except ValueError:
+        return None
+
+
+JUMP_HELP = ("skip empty event time: publish everything before this point at once, then replay at "
+             "--speed; HH:MM (Europe/Berlin, on the delivery day), an ISO instant, or 'start'")
+
+
 def build_parser() -> Parser:
     p = Parser(prog="intraday", description="Streaming intraday monitoring of a wind and solar portfolio.",
                epilog=ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,12 +113,15 @@ def build_parser() -> Parser:
     s = cmd("demo", "embedded services, processors, sink and dashboard replaying the sample day")
     s.add_argument("--speed", default="60", help="replay speed factor or 'max' (default 60)")
     s.add_argument("--day", type=dt.date.fromisoformat, default=None, help="date of the generated sample day")
+    s.add_argument("--from", dest="from_", default="06:00", metavar="WHEN",
+                   help=JUMP_HELP + " (default 06:00: open positions, gate closures and alerts at once)")
 
     s = cmd("replay", "publish a delivery day's events onto the topics in event-time order")
     s.add_argument("day_dir")
     s.add_argument("--speed", required=True, help="N times real time, or 'max'")
     s.add_argument("--from", dest="from_", metavar="INSTANT", help="replay from this event time (ISO)")
     s.add_argument("--to", metavar="INSTANT", help="replay up to this event time (ISO, exclusive)")
+    s.add_argument("--jump-to", metavar="WHEN", default=None, help=JUMP_HELP + " (default: skip nothing)")
 
     s = cmd("run", "one shot: start what is needed, replay, wait until the database reflects every event")
     s.add_argument("day_dir")
@@ -249,7 +283,7 @@ def cmd_replay(args, settings: Settings) -> int:
         stack.start_services()
         if stack.services.broker is not None:
             log.warning("no running broker found: started one; its topics live only while this command runs")
-        publish_day(stack, parsed, speed, from_s, to_s)
+        publish_day(stack, parsed, speed, from_s, to_s, jump_to_s=_jump_point(args.jump_to, _day_of(day)))
     finally:
         stack.stop()
     return _quarantine_exit(parsed)
@@ -285,6 +319,7 @@ def cmd_demo(args, settings: Settings) -> int:
 
     speed = _speed(args.speed)
     day = args.day or dt.date(2025, 6, 8)
+    jump_to_s = _jump_point(args.from_, day)
     day_dir = settings.state_dir / "sample_day" / day.isoformat()
     if not (day_dir / ".complete").exists():
         log.info("generating the sample day %s in %s", day, day_dir)
@@ -308,7 +343,10 @@ def cmd_demo(args, settings: Settings) -> int:
                   flush=True)
         elif settings.auth:
             print(f"login: users from {settings.users_file}", flush=True)
-        publish_day(stack, parsed, speed)
+        if jump_to_s is not None and speed is not None:
+            print(f"replay: everything before {dt.datetime.fromtimestamp(jump_to_s, dt.UTC):%Y-%m-%d %H:%M} UTC"
+                  f" at once, then {speed:g}x real time (--from start: from the first event)", flush=True)
+        publish_day(stack, parsed, speed, jump_to_s=jump_to_s)
         print("replay finished; the dashboard keeps running until Ctrl-C", flush=True)
         while True:
             stack.check_children()

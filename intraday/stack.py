@@ -221,15 +221,16 @@ class Stack:
                 "WHERE stage <> 'input' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()]
 
 
-def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None, batch_events=None):
+def publish_day(stack: Stack, parsed, speed, from_s=None, to_s=None, batch_events=None, jump_to_s=None):
     """Publish a parsed day's rejections (to the DLQs) and records (in event-time order);
-    ``batch_events``: see :meth:`producers.replay.Replayer.replay`."""
+    ``batch_events``, ``jump_to_s``: see :meth:`producers.replay.Replayer.replay`."""
     from intraday.kafka import producer
     from producers.replay import Replayer
 
     rp = Replayer(producer(stack.services.bootstrap), stack.settings.partitions)
     rp.publish_rejections(parsed.rejections)
-    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s, batch_events=batch_events)
+    stats = rp.replay(parsed.records, speed, from_s=from_s, to_s=to_s, batch_events=batch_events,
+                      jump_to_s=jump_to_s)
     stack.last_replay_id = stats.replay_id
     log.info("replayed %d events in %.1fs (%.0f events/s)", stats.published, stats.wall_s,
              stats.published / stats.wall_s if stats.wall_s else 0)

@@ -118,12 +118,14 @@ class Replayer:
                 self.producer.poll(0.05)
 
     def _replay_timed(self, chosen: list[Any], due: list[float], start: float, speed: float | None,
-                      stats: ReplayStats, bar: Any, on_progress: Callable[[int, float], None] | None) -> None:
+                      stats: ReplayStats, bar: Any, on_progress: Callable[[int, float], None] | None,
+                      offset: int = 0) -> None:
         """One event per message, each at its due time on the injected clock."""
         next_tick = chosen[0].event_time_s
-        for i, (r, offset) in enumerate(zip(chosen, due, strict=True)):
+        for j, (r, due_s) in enumerate(zip(chosen, due, strict=True)):
+            i = offset + j
             if speed is not None:
-                wait = start + offset - self.clock.monotonic()
+                wait = start + due_s - self.clock.monotonic()
                 if wait > 0:
                     self.producer.poll(0)
                     self.clock.sleep(wait)
@@ -203,7 +205,7 @@ class Replayer:
 
     def replay(self, records: list[Any], speed: float | None, *, from_s: float | None = None,
                to_s: float | None = None, on_progress: Callable[[int, float], None] | None = None,
-               batch_events: int | None = None) -> ReplayStats:
+               batch_events: int | None = None, jump_to_s: float | None = None) -> ReplayStats:
         """Publish ``records`` (sorted by event time) between ``from_s`` and ``to_s``.
 
         At ``--speed max`` every event is due at once: the events of one topic, partition and key
@@ -211,7 +213,11 @@ class Replayer:
         ``batch_events`` (default ``BATCH_EVENTS``; 1 sends one event per message) and
         ``events.MAX_BATCH_BYTES``, in event-time
         order, and the clock ticks of the burst after its data (contract.md). At a finite speed
-        each event is its own message, at its due time."""
+        each event is its own message, at its due time.
+
+        ``jump_to_s`` skips empty event time: everything before it (master data, forecasts and
+        trades of the days before) goes out at once, packed as at ``--speed max``, the replay clock
+        then stands at ``jump_to_s``, and the rest follows at ``speed`` from there."""
         chosen = [r for r in records if (from_s is None or r.event_time_s >= from_s)
                   and (to_s is None or r.event_time_s < to_s)]
         stats = ReplayStats()
@@ -219,7 +225,6 @@ class Replayer:
             self.end_of_input(stats)
             self.finish(stats)
             return stats
-        due = schedule((r.event_time_s for r in chosen), speed)
         stats.first_event_time = chosen[0].event_time_s
         bar = None
         if self.progress and sys.stderr.isatty():
@@ -227,10 +232,24 @@ class Replayer:
             bar = tqdm(total=len(chosen), unit="ev", desc="replay", mininterval=0.5)
         start = self.clock.monotonic()
         pack = batch_events if batch_events is not None else (BATCH_EVENTS if speed is None else 1)
-        if pack > 1:
-            self._replay_packed(chosen, stats, pack, bar, on_progress)
-        else:
-            self._replay_timed(chosen, due, start, speed, stats, bar, on_progress)
+        rest = chosen
+        if jump_to_s is not None and speed is not None:
+            ahead = sum(1 for r in chosen if r.event_time_s < jump_to_s)  # chosen is in event-time order
+            if ahead:
+                self._replay_packed(chosen[:ahead], stats, batch_events or BATCH_EVENTS, bar, on_progress)
+            self.clock_tick(stats, jump_to_s, speed)
+            log.info("published the %d events before %s at once; replaying the rest at %gx", ahead,
+                     iso(int(jump_to_s)), speed)
+            rest = chosen[ahead:]
+        if rest and pack > 1:
+            self._replay_packed(rest, stats, pack, bar, on_progress)
+        elif rest:
+            due = schedule((r.event_time_s for r in rest), speed)
+            if jump_to_s is not None and speed:  # the clock stands at jump_to_s: wait from there
+                lead = (rest[0].event_time_s - jump_to_s) / speed
+                due = [d + max(0.0, lead) for d in due]
+            self._replay_timed(rest, due, self.clock.monotonic(), speed, stats, bar, on_progress,
+                               offset=stats.published)
         stats.last_event_time = chosen[-1].event_time_s
         self.clock_tick(stats, stats.last_event_time, speed, done=True)
         self.end_of_input(stats)

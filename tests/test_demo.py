@@ -87,3 +87,40 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(90) == 0
+
+
+def test_the_demo_at_its_default_speed_shows_the_delivery_day_at_once(tmp_path, fresh_db):
+    """No five hours of empty event time: everything before 06:00 Berlin goes out at once, so the
+    desk has positions of the day's open QHs right after the URL is printed (issue: the first
+    event is the CRM file two weeks before the day)."""
+    import datetime as dt
+
+    import psycopg
+
+    six_berlin = dt.datetime(2025, 6, 8, 4, 0, tzinfo=dt.UTC)
+    env = dict(os.environ, INTRADAY_STATE_DIR=str(tmp_path / "state"), INTRADAY_DASHBOARD_PORT=str(free_port()),
+               DATABASE_URL=fresh_db)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        out = _wait_for_line(proc, "dashboard: http://127.0.0.1", 180)
+        printed = time.monotonic()
+        out += _wait_for_line(proc, "replay: everything before 2025-06-08 04:00 UTC at once", 60)
+        deadline = printed + 120  # a bound for a condition, not a speed claim (the README has the figure)
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            while True:
+                now, = conn.execute("SELECT max(now) FROM replay_clock").fetchone() or (None,)
+                open_qhs = conn.execute(
+                    "SELECT count(*) FROM portfolio_qh WHERE in_scope AND tradeable_forecast_kw IS NOT NULL"
+                    " AND delivery_start >= '2025-06-08T04:15:00Z' AND delivery_start < '2025-06-08T22:00:00Z'"
+                ).fetchone()[0]
+                if now is not None and now >= six_berlin and open_qhs >= 40:
+                    break
+                assert time.monotonic() < deadline, f"no desk data: clock {now}, {open_qhs} open QHs; {out}"
+                time.sleep(0.5)
+        print(f"desk data {time.monotonic() - printed:.1f} s after the URL was printed")
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0

@@ -89,6 +89,36 @@ def test_at_60x_every_event_goes_out_at_its_due_time_on_the_injected_clock(day):
     assert clock.now == pytest.approx((window[-1].event_time_s - t0) / 60)
 
 
+def test_a_jump_publishes_everything_before_it_at_once_then_replays_at_the_speed_from_there(day):
+    """The demo's "skip empty time": the CRM file of two weeks before and the forecasts of the
+    night go out at once; from 06:00 Berlin on, every event is due at (t - 06:00) / speed."""
+    clock = FakeClock()
+    prod = RecordingProducer(clock)
+    jump = dt.datetime(2025, 6, 8, 6, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))).timestamp()
+    window = [r for r in day.records if r.event_time_s < jump + 2 * 3600]
+    before = [r for r in window if r.event_time_s < jump]
+    after = [r for r in window if r.event_time_s >= jump]
+    assert before and after and before[0].event_time_s < jump - 7 * 86400  # there is empty time to skip
+
+    stats = Replayer(prod, 4, clock=clock, progress=False).replay(window, 60, jump_to_s=jump)
+
+    events = []
+    for sent_at, topic, v in prod.sent:
+        if topic == topics.CLOCK:
+            continue
+        doc = orjson.loads(v)
+        events += [(sent_at, e) for e in (doc["events"] if doc.get("type") == "batch" else [doc])]
+    assert stats.published == len(window) and len(events) == len(window)
+    assert all(sent_at == 0.0 for sent_at, _ in events[:len(before)])  # no waiting before the jump
+    # packed as at --speed max (grouped by topic and key): the same events, in another order
+    assert sorted(orjson.dumps(e) for _, e in events[:len(before)]) == sorted(orjson.dumps(r.event) for r in before)
+    for (sent_at, e), r in zip(events[len(before):], after, strict=True):
+        assert e == r.event
+        assert sent_at == pytest.approx((r.event_time_s - jump) / 60, abs=1e-9)
+    ticks = [orjson.loads(v)["now"] for _, topic, v in prod.sent if topic == topics.CLOCK]
+    assert "2025-06-08T04:00:00Z" in ticks  # the page's replay clock stands at 06:00 Berlin at once
+
+
 def test_the_replay_clock_topic_says_now_in_event_time_every_minute(day):
     clock = FakeClock()
     prod = RecordingProducer(clock)
