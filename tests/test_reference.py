@@ -254,6 +254,27 @@ def test_a_duplicated_trade_id_counts_once_and_vwap_and_revenue_have_the_right_s
     assert (public["trades"], public["vwap_eur_mwh"], public["idx_full_eur_mwh"]) == (1.0, 70.0, 70.0)
 
 
+def test_a_trade_id_re_sent_with_another_delivery_period_in_another_file_counts_once_per_book(tmp_path):
+    # domain.md 3 (second edition): once per book whatever the delivery period; the first in file
+    # order counts (T1 for 10:00), the re-sent T1 for 15:00 in a later file is ignored
+    write_trades(tmp_path, "private", "20250608T090000000Z", [
+        "T1;SELL;2025-06-08 10:00:00+00:00;2025-06-08 10:15:00+00:00;2025-06-08 08:00:00+00:00;100.0;EUR;4.0;MWH"])
+    write_trades(tmp_path, "private", "20250608T140000000Z", [
+        "T1;SELL;2025-06-08 15:00:00+00:00;2025-06-08 16:00:00+00:00;2025-06-08 13:00:00+00:00;50.0;EUR;4.0;MWH",
+        "T9;SELL;2025-06-08 15:00:00+00:00;2025-06-08 15:15:00+00:00;2025-06-08 13:00:00+00:00;50.0;EUR;2.0;MWH"])
+    write_trades(tmp_path, "public", "20250608T140000000Z", [  # the same id in the other book counts there
+        "T1;2025-06-08 15:00:00+00:00;2025-06-08 15:15:00+00:00;2025-06-08 13:00:00+00:00;60.0;EUR;1.0;MWH"])
+
+    trading = compute_reference(tmp_path)["trading_qh.csv"]
+
+    assert row(trading, delivery_start="2025-06-08T10:00:00Z", book="private")["trades"] == 1.0
+    at_three = row(trading, delivery_start="2025-06-08T15:00:00Z", book="private")
+    assert (at_three["trades"], at_three["sold_mwh"]) == (1.0, 0.5)  # T9 only
+    assert row(trading, delivery_start="2025-06-08T15:00:00Z", book="public")["trades"] == 1.0
+    assert trading[(trading["book"] == "private") & (trading["delivery_start"] == "2025-06-08T15:15:00Z")].empty \
+        or row(trading, delivery_start="2025-06-08T15:15:00Z", book="private")["trades"] == 0.0
+
+
 def test_index_windows_include_an_execution_exactly_three_hours_before_and_exclude_one_at_delivery_start(tmp_path):
     qh = "2025-06-08 12:00:00+00:00;2025-06-08 12:15:00+00:00"
     write_trades(tmp_path, "public", "20250608T120000000Z", [
