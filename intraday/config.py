@@ -52,6 +52,7 @@ class Settings:
     alert_cost_eur: float = 500.0
     alert_open_position_min: float = 30.0
     alert_stale_feed_min: float = 15.0
+    alert_horizon_h: float = 6.0
     state_retention_days: float = 4.0
     fetch_wait_ms: int = 50
     dashboard_port: int = 8050
@@ -87,6 +88,7 @@ class Settings:
             alert_cost_eur=_num(env, "INTRADAY_ALERT_COST_EUR", 500.0),
             alert_open_position_min=_num(env, "INTRADAY_ALERT_OPEN_POSITION_MIN", 30.0),
             alert_stale_feed_min=_num(env, "INTRADAY_ALERT_STALE_FEED_MIN", 15.0),
+            alert_horizon_h=_num(env, "INTRADAY_ALERT_HORIZON_H", 6.0),
             state_retention_days=_num(env, "INTRADAY_STATE_RETENTION_DAYS", 4.0),
             fetch_wait_ms=int(_num(env, "INTRADAY_FETCH_WAIT_MS", 50, int)),
             dashboard_port=int(_num(env, "INTRADAY_DASHBOARD_PORT", 8050, int)),

@@ -70,6 +70,14 @@ QUERIES = {
         SELECT delivery_start, best_of_infeed_kw, latest_forecast_kw, tradeable_forecast_kw, net_sold_mwh,
                imbalance_mwh, imbalance_price_eur_mwh, imbalance_price_source, imbalance_cost_eur, balanced_mwh
         FROM portfolio_qh WHERE in_scope ORDER BY delivery_start"""),
+    "alerts.csv": (
+        ["alert_id", "kind", "subject", "delivery_start", "status", "severity", "detected_at", "eur_at_risk"],
+        """
+        SELECT DISTINCT ON (alert_id) alert_id, kind, subject, delivery_start, status, severity, detected_at,
+               CASE WHEN jsonb_typeof(payload -> 'eur_at_risk') = 'number'
+                    THEN (payload ->> 'eur_at_risk')::double precision END
+        FROM alerts
+        ORDER BY alert_id, (status <> 'raised') DESC, detected_at DESC"""),
 }
 
 

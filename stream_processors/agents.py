@@ -18,14 +18,16 @@ import msgspec
 import orjson
 
 from intraday import topics
-from intraday.qh import MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_slices
+from intraday.qh import GATE_CLOSURE_S, MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_slices
 from stream_processors import core
 from stream_processors.alerts import (
     AlertConfig,
     evaluate_alerts,
     evaluate_open_position,
     evaluate_stale_feed,
+    expire_alerts,
     feed_sample,
+    in_horizon,
     qhs_due_for_position_check,
 )
 from stream_processors.shell import TOO_OLD, Barriers, Emitter, Watermark, batch_source_ms, decoded
@@ -63,6 +65,12 @@ class Cache:
             self.table.data[key] = raw
             self.table.send_changelog(self.partition_of(key), key, raw)
         self.dirty.clear()
+
+
+def _qh_range(after_s: float, upto_s: float) -> range:
+    """QH starts ``t`` with ``after_s < t <= upto_s``."""
+    first = int(after_s // QH_S) * QH_S + QH_S
+    return range(first, int(upto_s // QH_S) * QH_S + 1, QH_S)
 
 
 def delete_keys(table: Any, keys: list[tuple[str, int]]) -> None:
@@ -304,6 +312,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
     # ------------------------------------------------------------------ imbalance per QH
     qh_barriers = Barriers(topics.AGENT["qh"], partitions, barrier_table)
 
+    scanned: dict[int, float] = {}  # per input partition: the replay clock the time-driven checks reached
+
     def qh_partition(key: str) -> int:
         return topics.partition_for(iso(int(key)), partitions)
 
@@ -379,6 +389,23 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                     port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
                     alerts(qh_s, st, lambda al, q=qh_s, s=st, pt=port, n=now_s:
                            evaluate_open_position(alert_config, q, al, pt, n))
+        for p, nows in ticks.items():  # time-driven: expiry at gate closure, QHs entering the horizon
+            now_s = max(nows)
+            last = scanned.get(p, now_s - 86400)
+            if now_s <= last:
+                continue
+            scanned[p] = now_s
+            ahead = GATE_CLOSURE_S + alert_config.horizon_h * 3600
+            for qh_s in _qh_range(last + GATE_CLOSURE_S, now_s + GATE_CLOSURE_S):  # gate closure passed
+                st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
+                if st is not None and any(active for active, _ in st.alerts.values()):
+                    port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
+                    alerts(qh_s, st, lambda al, q=qh_s, pt=port: expire_alerts(q, al, pt))
+            for qh_s in _qh_range(max(last, now_s - 86400) + ahead, now_s + ahead):  # entered the horizon
+                st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
+                if st is not None and in_horizon(alert_config, qh_s, now_s):
+                    port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
+                    alerts(qh_s, st, lambda al, q=qh_s, pt=port, n=now_s: evaluate_alerts(alert_config, q, al, pt, n))
         for msg, e in barriers:
             qh_barriers.on_barrier(emitter, msg, e)
         cutoff = wm.due_for_pruning()

@@ -10,6 +10,10 @@ Three kinds, each raised once per state change and resolved when the condition c
 - ``stale_feed`` (subject: the asset): no live sample for Y minutes of event time; resolved by
   the next sample (a feed silent for over 6 hours is taken as ended, not raised).
 
+An alert about a QH is about a QH that can still be traded: none is raised for a QH whose gate
+closure is more than the horizon ahead (default 6 h), and one still open at the QH's gate closure
+ends there with status ``expired`` (``detected_at`` = the gate closure, whatever the speed).
+
 "Now" is the replay clock (``replay.clock``, broadcast to every partition as ``derived.clock``)
 or the event time of the data, never the wall clock, so a replay at any speed gives the same
 alerts. Alert state lives in the processors' tables, so a restarted worker neither repeats nor
@@ -17,7 +21,7 @@ forgets an alert; its id hashes (subject, QH, kind, occurrence): the same replay
 
 Alert event (JSON, schema_version 1)::
 
-    {"schema_version": 1, "type": "alert", "alert_id": "3f2a...", "status": "raised"|"resolved",
+    {"schema_version": 1, "type": "alert", "alert_id": "3f2a...", "status": "raised"|"resolved"|"expired",
      "kind": "imbalance_volume"|"imbalance_cost"|"open_position"|"stale_feed",
      "severity": "warning"|"critical"|"info", "subject": "PORTFOLIO" or an asset_id,
      "delivery_start": "2025-06-08T14:15:00Z" (for stale_feed: the QH of detection),
@@ -44,12 +48,14 @@ class AlertConfig:
     cost_eur: float = 500.0
     open_position_min: float = 30.0
     stale_feed_min: float = 15.0
+    horizon_h: float = 6.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> AlertConfig:
         return cls(imbalance_mwh=settings.alert_imbalance_mwh, cost_eur=settings.alert_cost_eur,
                    open_position_min=settings.alert_open_position_min,
-                   stale_feed_min=settings.alert_stale_feed_min)
+                   stale_feed_min=settings.alert_stale_feed_min,
+                   horizon_h=settings.alert_horizon_h)
 
 
 def alert_id(subject: str, qh_s: int, kind: str, occurrence: int) -> str:
@@ -66,7 +72,7 @@ def suggested_action(imbalance_mwh: float, qh_s: int) -> str:
 
 def _event(subject: str, qh_s: int, kind: str, occurrence: int, status: str, value: float,
            threshold: float, unit: str, now_s: float, **extra: Any) -> dict[str, Any]:
-    severity = "info" if status == "resolved" else ("critical" if value > 2 * threshold else "warning")
+    severity = "info" if status in ("resolved", "expired") else ("critical" if value > 2 * threshold else "warning")
     return {"schema_version": 1, "type": "alert", "alert_id": alert_id(subject, qh_s, kind, occurrence),
             "status": status, "kind": kind, "severity": severity, "subject": subject,
             "delivery_start": iso(qh_s), "value": value, "threshold": threshold, "unit": unit,
@@ -85,13 +91,41 @@ def _transition(al: dict, kind: str, raise_if: bool, resolve_if: bool) -> tuple[
     return None
 
 
+def expire_alerts(qh_s: int, state: dict[str, Any], port: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every alert of the QH still open at its gate closure ends there (status ``expired``)."""
+    gate = qh_s - GATE_CLOSURE_S
+    al = state.setdefault("al", {})
+    out = []
+    for kind in sorted(al):
+        active, occurrence = al[kind]
+        if not active:
+            continue
+        al[kind] = [False, occurrence]
+        value = open_position_mwh(port) if kind == "open_position" else port.get("imbalance_mwh")
+        price = port.get("imbalance_price_eur_mwh")
+        out.append(_event("PORTFOLIO", qh_s, kind, occurrence, "expired", abs(value) if value is not None else 0.0,
+                          0.0, "EUR" if kind == "imbalance_cost" else "MWh", gate, imbalance_mwh=value,
+                          eur_at_risk=abs(value * price) if value is not None and price is not None else None,
+                          price_eur_mwh=price, suggested_action="none"))
+    return out
+
+
+def in_horizon(config: AlertConfig, qh_s: int, now_s: float) -> bool:
+    """The QH's gate closure lies within the alert horizon ahead of ``now_s`` (and is not past)."""
+    gate = qh_s - GATE_CLOSURE_S
+    return now_s < gate and gate - now_s <= config.horizon_h * 3600
+
+
 def evaluate_alerts(config: AlertConfig, qh_s: int, state: dict[str, Any], port: dict[str, Any],
                     now_s: float | None) -> list[dict[str, Any]]:
-    """Imbalance alerts raised or resolved by the QH's new portfolio row; updates ``state['al']``."""
+    """Imbalance alerts raised or resolved by the QH's new portfolio row; updates ``state['al']``.
+    At or after the QH's gate closure open alerts expire; beyond the horizon none is raised."""
     imbalance = port.get("imbalance_mwh")
     if imbalance is None or now_s is None:
         return []
-    tradeable = now_s < qh_s - GATE_CLOSURE_S
+    if now_s >= qh_s - GATE_CLOSURE_S:
+        return expire_alerts(qh_s, state, port)
+    tradeable = in_horizon(config, qh_s, now_s)
     cost = port.get("imbalance_cost_eur")
     checks = [("imbalance_volume", abs(imbalance), config.imbalance_mwh, "MWh")]
     if cost is not None:
@@ -135,6 +169,8 @@ def evaluate_open_position(config: AlertConfig, qh_s: int, state: dict[str, Any]
     if open_mwh is None or threshold <= 0:
         return []
     gate = qh_s - GATE_CLOSURE_S
+    if now_s >= gate:
+        return expire_alerts(qh_s, state, port)
     in_window = gate - config.open_position_min * 60 <= now_s < gate
     al = state.setdefault("al", {})
     t = _transition(al, "open_position", in_window and abs(open_mwh) > threshold,

@@ -5,7 +5,9 @@ from stream_processors.alerts import (
     evaluate_alerts,
     evaluate_open_position,
     evaluate_stale_feed,
+    expire_alerts,
     feed_sample,
+    in_horizon,
     qhs_due_for_position_check,
 )
 
@@ -43,6 +45,36 @@ def test_the_same_sequence_gives_the_same_alert_ids():
 
 def test_no_new_imbalance_alert_after_gate_closure():
     assert evaluate_alerts(CFG, T, {}, port(5.0), T - 900) == []
+
+
+def test_no_alert_for_a_quarter_hour_beyond_the_horizon_until_it_comes_within():
+    gate = T - 900
+    assert not in_horizon(CFG, T, gate - 6 * 3600 - 1) and in_horizon(CFG, T, gate - 6 * 3600)
+    state = {}
+    assert evaluate_alerts(CFG, T, state, port(5.0), gate - 7 * 3600) == []   # 7 h ahead: not yet
+    raised = evaluate_alerts(CFG, T, state, port(5.0), gate - 5 * 3600)       # 5 h ahead
+    assert [a["status"] for a in raised] == ["raised"]
+    assert evaluate_alerts(AlertConfig(horizon_h=1.0), T, {}, port(5.0), gate - 2 * 3600) == []
+
+
+def test_an_open_alert_expires_at_the_gate_closure_of_its_quarter_hour_whatever_comes_later():
+    gate = T - 900
+    state = {}
+    [raised] = evaluate_alerts(CFG, T, state, port(1.5, cost=600.0), gate - 3600)[:1]
+    assert raised["status"] == "raised"
+    # the next update of the QH (a live sample during delivery) comes after gate closure
+    expired = evaluate_alerts(CFG, T, state, port(0.1), T + 300)
+    assert sorted((a["kind"], a["status"]) for a in expired) == [("imbalance_cost", "expired"),
+                                                                 ("imbalance_volume", "expired")]
+    assert {a["detected_at"] for a in expired} == {"2025-06-08T11:45:00Z"}  # the gate closure, not the tick
+    assert {a["alert_id"] for a in expired} >= {raised["alert_id"]}
+    assert evaluate_alerts(CFG, T, state, port(9.0), T + 600) == []  # no more alerts for the QH
+    assert expire_alerts(T, state, port(9.0)) == []                   # nothing is left open
+    # an open-position alert expires the same way
+    st2 = {}
+    p = port(None, tradeable_kw=8000.0, net_sold=0.5)
+    assert evaluate_open_position(CFG, T, st2, p, gate - 10 * 60)[0]["status"] == "raised"
+    assert [a["status"] for a in evaluate_open_position(CFG, T, st2, p, gate)] == ["expired"]
 
 
 def test_a_cost_alert_uses_the_cost_threshold():

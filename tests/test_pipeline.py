@@ -205,6 +205,24 @@ def test_alerts_reach_the_topic_the_table_and_the_alerts_command_once_each(day, 
     assert len(lines) == len(stored) == len({(a, s) for a, s, _ in stored})
     ids = {a for a, _, _ in stored}
     assert all(any(i in line for i in ids) for line in lines)
+    # alerts.csv: one row per alert id, its latest state; after the day none is still raised for a
+    # QH whose gate closure has passed (they resolved or expired at gate closure)
+    import pandas as pd
+
+    csv = pd.read_csv(out / "alerts.csv")
+    assert list(csv.columns) == ["alert_id", "kind", "subject", "delivery_start", "status", "severity",
+                                 "detected_at", "eur_at_risk"]
+    assert sorted(csv["alert_id"]) == sorted(ids)
+    with psycopg.connect(fresh_db) as conn:
+        clock = conn.execute("SELECT max(now) FROM replay_clock").fetchone()[0]
+    gate_passed = pd.to_datetime(csv["delivery_start"], utc=True) - pd.Timedelta(minutes=15) <= clock
+    portfolio = csv["subject"] == "PORTFOLIO"
+    assert not ((csv["status"] == "raised") & gate_passed & portfolio).any(), csv[csv["status"] == "raised"]
+    assert (csv["status"] == "expired").any() or (csv["status"] == "resolved").all()
+    latest = dict(zip(csv["alert_id"], csv["status"], strict=True))
+    for a, status, _ in stored:  # the latest state is the last one stored for the id
+        if status != "raised":
+            assert latest[a] == status
 
 
 def assignments(child) -> int:
