@@ -13,6 +13,7 @@ Flow (topology in ``intraday.topics.AGENTS``)::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -116,6 +117,14 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
             async for evs in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
                 try:
                     await body([ev.message for ev in evs])
+                except asyncio.CancelledError:
+                    # a stop (SIGTERM) or Faust cancelling the agent mid-batch: take_events acks
+                    # the whole buffer in its finally as the cancellation passes; a half-done batch
+                    # must be read again, so its records must never count as acked
+                    keep_unacked(evs)
+                    log.warning("%s: cancelled in a batch of %d records; they are read again on restart",
+                                spec.name, len(evs))
+                    raise
                 except Exception as exc:  # noqa: BLE001 - never ack a batch half done
                     log.exception("%s: batch failed", spec.name)
                     die(f"{spec.name}: a batch of {len(evs)} records failed ({exc!r})")
@@ -127,6 +136,14 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     app.intraday_tables = tables  # type: ignore[attr-defined]
     app.intraday_emitter = emitter  # type: ignore[attr-defined]
     return app
+
+
+def keep_unacked(events: list) -> None:
+    """Make Faust's coming acks of ``events`` no-ops: ``Message.ack`` does nothing for a message
+    marked acked, so the consumer never marks its offset committable (faust_fixes then keeps
+    every later offset of the partition uncommitted too: the records are read again)."""
+    for ev in events:
+        ev.message.acked = True
 
 
 def app_from_env() -> faust.App:

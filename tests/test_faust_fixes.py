@@ -121,3 +121,26 @@ def test_a_partition_never_committed_is_checked_against_where_it_started():
     c._acked[TP0].extend([0, 1, 2])
     c._unacked_messages.clear()
     assert new_offset(c) == 6
+
+
+def test_a_batch_cancelled_midway_is_never_acked_by_take_events_finally():
+    """A stop (or Faust cancelling the agent) inside a batch: take_events' finally acks every
+    event of the buffer as the cancellation passes. keep_unacked makes those acks no-ops on
+    Faust's own Message, so the consumer never marks the offsets committable."""
+    from faust.types.tuples import ConsumerMessage as Message  # what the consumer hands the streams
+
+    from stream_processors.app import keep_unacked
+
+    final_acks: list[int] = []
+    fake_consumer = SimpleNamespace(ack=lambda m: final_acks.append(m.offset) or True)
+    msgs = [Message(TP0.topic, TP0.partition, offset, 0.0, 0, None, b"k", b"v", None) for offset in (7, 8)]
+    for m in msgs:
+        m.incref()
+    msgs[0].ack(fake_consumer)                      # an ordinary ack reaches the consumer
+    assert final_acks == [7]
+
+    batch = [Message(TP0.topic, TP0.partition, 9, 0.0, 0, None, b"k", b"v", None)]
+    batch[0].incref()
+    keep_unacked([SimpleNamespace(message=m) for m in batch])
+    assert batch[0].ack(fake_consumer) is False     # what take_events' finally does
+    assert final_acks == [7]                        # offset 9 never became committable
