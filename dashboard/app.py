@@ -14,7 +14,7 @@ Page (top to bottom): header with the replay clock (event time, Europe/Berlin), 
 closure countdown, user, /health and logout links; day picker and the "as known at" slider (with
 a live switch); tabs. Portfolio tab: KPI tiles (revenue, traded volume, trades, imbalance cost,
 capture price vs idx_full), cockpit graph, best-of-infeed source ribbon, price graph, imbalance
-cost graph, alerts table (newest first, acknowledge button), feed freshness, CSV download of the
+cost graph, alerts table (one row per QH and kind, newest state, by gate closure; acknowledge button), feed freshness, CSV download of the
 cockpit. Asset tab: asset picker and drill-down graph.
 """
 
@@ -108,11 +108,18 @@ def alerts_records(df: pd.DataFrame) -> list[dict[str, Any]]:
             "status": r.status, "severity": r.severity, "kind": r.kind, "subject": r.subject,
             "value": None if pd.isna(r.value) else round(float(r.value), 3),
             "threshold": None if pd.isna(r.threshold) else float(r.threshold), "unit": r.unit or "",
+            "eur_at_risk": None if pd.isna(r.eur_at_risk) else round(float(r.eur_at_risk), 2),
             "action": r.suggested_action or "",
             "acknowledged": "" if not isinstance(r.acknowledged_by, str) else
             f"{r.acknowledged_by} {F.berlin_time(r.acknowledged_at)}",
         })
     return out
+
+
+def alerts_title(records: list[dict[str, Any]]) -> str:
+    """``Alerts: 3 open`` over the newest states (one row per QH and kind, by gate closure)."""
+    n_open = sum(1 for r in records if r["status"] == "raised")
+    return f"Alerts: {n_open} open (one row per QH and kind, newest state, by gate closure)"
 
 
 def freshness_records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -210,12 +217,13 @@ def build_layout(pool, settings: Settings) -> html.Div:
             dcc.Graph(id="imbalance", config={"displaylogo": False}),
             html.Div([html.Button("Download cockpit CSV", id="download-btn"), dcc.Download(id="download")],
                      className="row"),
-            html.H2("Alerts (newest first)"),
+            html.H2("Alerts", id="alerts-title"),
             html.Div([html.Button("Acknowledge selected", id="ack-btn"), html.Span(id="ack-msg", className="msg")],
                      className="row"),
-            _table("alerts", [("detected", "detected"), ("qh", "QH"), ("status", "status"), ("severity", "severity"),
+            _table("alerts", [("qh", "QH (Berlin)"), ("status", "status"), ("severity", "severity"),
                               ("kind", "kind"), ("subject", "subject"), ("value", "value"), ("threshold", "threshold"),
-                              ("unit", "unit"), ("action", "suggested action"), ("acknowledged", "acknowledged")],
+                              ("unit", "unit"), ("eur_at_risk", "EUR at risk"), ("action", "suggested action"),
+                              ("detected", "detected (Berlin)"), ("acknowledged", "acknowledged")],
                    row_selectable="multi", selected_rows=[], page_size=12, sort_action="none",
                    style_data_conditional=[
                        {"if": {"filter_query": '{severity} = "critical" && {acknowledged} = ""'},
@@ -392,7 +400,8 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         Output("as-of-label", "children"),
         Output("kpis", "children"), Output("cockpit", "figure"), Output("ribbon", "figure"),
         Output("prices", "figure"), Output("imbalance", "figure"),
-        Output("alerts", "data"), Output("alerts", "selected_rows"), Output("freshness", "data"),
+        Output("alerts", "data"), Output("alerts", "selected_rows"), Output("alerts-title", "children"),
+        Output("freshness", "data"),
         Output("asset", "options"), Output("asset", "value"), Output("asset-graph", "figure"),
         Output("fp", "data"),
     ]
@@ -479,6 +488,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
             if ctx_moved or "alerts" in moved:
                 records = alerts_records(Q.query_alerts(conn, day, as_of, assets))
                 out["alerts.data"] = records
+                out["alerts-title.children"] = alerts_title(records)
                 # new alerts shift the rows: keep the same alerts selected, not the same positions
                 keep = set(selected_ids or [])
                 out["alerts.selected_rows"] = [i for i, r in enumerate(records) if r["id"] in keep]

@@ -353,28 +353,36 @@ def _f(v: Any) -> float | None:
 # alerts
 
 
-_ALERTS = """SELECT alert_id, status, delivery_start, kind, severity, subject, detected_at,
+_ALERTS = """WITH s AS (
+    SELECT *, row_number() OVER (PARTITION BY subject, delivery_start, kind
+                                 ORDER BY detected_at DESC, (status <> 'raised') DESC, alert_id) AS newest
+    FROM alerts
+    WHERE delivery_start >= %(start)s AND delivery_start < %(end)s
+      AND (%(as_of)s::timestamptz IS NULL OR detected_at <= %(as_of)s)
+      AND (%(assets)s::text[] IS NULL OR subject = ANY(%(assets)s::text[])))
+SELECT alert_id, status, delivery_start, kind, severity, subject, detected_at,
        CASE WHEN jsonb_typeof(payload -> 'value') = 'number' THEN (payload ->> 'value')::double precision END AS value,
        CASE WHEN jsonb_typeof(payload -> 'threshold') = 'number'
             THEN (payload ->> 'threshold')::double precision END AS threshold,
        payload ->> 'unit' AS unit,
        CASE WHEN jsonb_typeof(payload -> 'imbalance_mwh') = 'number'
             THEN (payload ->> 'imbalance_mwh')::double precision END AS imbalance_mwh,
+       CASE WHEN jsonb_typeof(payload -> 'eur_at_risk') = 'number'
+            THEN (payload ->> 'eur_at_risk')::double precision END AS eur_at_risk,
        payload ->> 'suggested_action' AS suggested_action,
        acknowledged_by, acknowledged_at
-FROM alerts
-WHERE delivery_start >= %(start)s AND delivery_start < %(end)s
-  AND (%(as_of)s::timestamptz IS NULL OR detected_at <= %(as_of)s)
-  AND (%(assets)s::text[] IS NULL OR subject = ANY(%(assets)s::text[]))
-ORDER BY detected_at DESC, delivery_start DESC, status DESC, alert_id
+FROM s WHERE newest = 1
+ORDER BY delivery_start, kind, subject, alert_id
 LIMIT %(limit)s"""
 
 
 def query_alerts(conn, day: dt.date, as_of: Any = None, assets: Sequence[str] | None = None,
                  limit: int = 500) -> pd.DataFrame:
-    """Alerts (raised and resolved) for the QHs of ``day``, newest first (``detected_at``).
+    """The alerts of the QHs of ``day`` a desk acts on: one row per (subject, QH, kind), its newest
+    state (``raised``, ``resolved`` or ``expired``), in delivery order (gate closure first), with
+    ``eur_at_risk``.
 
-    With ``as_of``: those detected by then. An asset owner sees alerts whose subject is one of
+    With ``as_of``: the newest state detected by then. An asset owner sees alerts whose subject is one of
     their assets (portfolio alerts have the subject ``PORTFOLIO``).
     """
     return _run(conn, _ALERTS, _params(day, as_of, assets, limit=int(limit)))

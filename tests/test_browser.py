@@ -288,7 +288,7 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
     assert browser.find_element(By.CSS_SELECTOR, "#live input[type=checkbox]").is_selected()
     # alerts table: newest first, one page of the day's alerts
     header_cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#alerts th.dash-header")]
-    assert {"detected", "QH", "severity", "kind", "suggested action"} <= set(header_cells), header_cells
+    assert {"detected (Berlin)", "QH (Berlin)", "severity", "kind", "EUR at risk", "suggested action"} <= set(header_cells), header_cells
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts tr td.dash-cell[data-dash-column=kind]"))
                == min(n_alerts, ALERTS_PAGE_SIZE))
     # feed freshness: one row per source

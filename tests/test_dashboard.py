@@ -266,13 +266,16 @@ def test_running_totals_of_an_empty_day(conn):
     assert r.isna().all()
 
 
-def test_alerts_newest_first_as_of_and_per_owner(conn):
+def test_alerts_one_row_per_qh_and_kind_newest_state_by_gate_closure_as_of_and_per_owner(conn):
     df = Q.query_alerts(conn, DAY)
-    assert list(zip(df.alert_id, df.status)) == [("a2", "raised"), ("a1", "resolved"), ("a3", "raised"), ("a1", "raised")]
+    # QH A (earlier gate closure) first: a2 (cost) and a3 (volume, W1); then QH B: a1, now resolved
+    assert list(zip(df.alert_id, df.status)) == [("a2", "raised"), ("a3", "raised"), ("a1", "resolved")]
     assert df.iloc[0].value == 1200 and df.iloc[0].unit == "EUR"
-    assert df.iloc[1].value == 0.5
-    past = Q.query_alerts(conn, DAY, as_of=T(10, 0))
-    assert list(past.alert_id) == ["a3", "a1"]
+    assert df.iloc[2].value == 0.5
+    past = Q.query_alerts(conn, DAY, as_of=T(10, 0))  # a1 was still raised then
+    assert list(zip(past.alert_id, past.status)) == [("a3", "raised"), ("a1", "raised")]
+    from dashboard.app import alerts_records, alerts_title
+    assert alerts_title(alerts_records(df)).startswith("Alerts: 2 open")
     assert list(Q.query_alerts(conn, DAY, assets=[W1]).alert_id) == ["a3"]
     assert Q.query_alerts(conn, DAY, assets=[W2]).empty
 
@@ -646,7 +649,8 @@ def test_with_a_session_every_route_answers(app_and_creds):
     cockpit = resp["cockpit"]["figure"]
     tr = next(t for t in cockpit["data"] if t["name"] == "tradeable forecast")
     assert tr["y"][tr["x"].index("2025-06-08 12:00:00")] == pytest.approx(3.6)
-    assert [a["id"].split("|")[0] for a in resp["alerts"]["data"]] == ["a2", "a1", "a3", "a1"]
+    assert [a["id"].split("|")[0] for a in resp["alerts"]["data"]] == ["a2", "a3", "a1"]
+    assert resp["alerts-title"]["children"].startswith("Alerts: 2 open")
     health = c.get("/health").get_json()
     assert health["quarantine"] == {"vpp.forecasts": 2} and health["sink_progress"][0]["next_offset"] == 42
     assert health["replay_clock"].startswith("2025-06-08T10:26:00")
@@ -748,7 +752,7 @@ def test_acknowledge_through_the_callback(app_and_creds, conn):
     resp = c.post("/_dash-update-component", json=body, headers={CSRF_HEADER: csrf}).get_json()["response"]
     acked = {r["id"].split("|")[0]: r["acknowledged"] for r in resp["alerts"]["data"]}
     assert acked["a1"].startswith(user) and acked["a2"] == ""
-    assert resp["alerts"]["selected_rows"] == [2]  # a3 is the third row, newest first
+    assert resp["alerts"]["selected_rows"] == [1]  # a3 is the second row, by gate closure
 
 
 def test_csv_download_of_the_cockpit(app_and_creds):
