@@ -164,14 +164,16 @@ def next_gate_closure(now: Any) -> tuple[dt.datetime, dt.datetime] | None:
 
 
 def countdown_text(now: Any) -> str:
-    """``Next gate closure 14:15 (QH 14:30) in 11:48`` in event time, or ``""`` without a clock."""
+    """``next gate closure 14:15 CEST (QH 14:30) in 11 min 48 s`` in event time (Europe/Berlin,
+    the zone named), or ``""`` without a clock."""
     nxt = next_gate_closure(now)
     if nxt is None:
         return ""
     gate, qh = nxt
     left = int((gate - _utc(now)).total_seconds())
-    return (f"next gate closure {berlin_label(gate)} (QH {berlin_label(qh)}) "
-            f"in {left // 60:02d}:{left % 60:02d}")
+    zone = gate.astimezone(BERLIN).strftime("%Z")
+    return (f"next gate closure {berlin_label(gate)} {zone} (QH {berlin_label(qh)}) "
+            f"in {left // 60} min {left % 60} s")
 
 
 # ---------------------------------------------------------------------------------------------

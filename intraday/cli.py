@@ -217,6 +217,10 @@ def _parse_day(day_dir: Path):
     from producers.parsers import parse_day
 
     parsed = parse_day(day_dir)
+    if not parsed.records and not parsed.rejections:
+        ignored = f"; {len(parsed.ignored_files)} file(s) outside the layout ignored" if parsed.ignored_files else ""
+        raise CliError(f"no input files in {day_dir} (expected the layout of data-formats.md: vpp/, exchange/, "
+                       f"crm/, distribution_system_operator/, ...){ignored}")
     for r in parsed.rejections:
         print(f"quarantined: {r.message()}", file=sys.stderr)
     for m in parsed.missing_sources:

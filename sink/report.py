@@ -42,6 +42,7 @@ import html
 import io
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -912,6 +913,12 @@ def run_report(settings, start: dt.datetime, end: dt.datetime, out_dir: Path,
 
     with database(settings) as url, connect(url) as conn:
         report = performance_report(conn, start, end, assets)
+    listed = {a["asset_id"] for a in report["assets"]}
+    unknown = sorted(set(assets or ()) - listed)
+    if unknown:  # a typo must not give an empty report and exit 0
+        print(f"intraday report: no data in {report['period']['first_day']} .. {report['period']['last_day']}"
+              f" for asset(s) {', '.join(unknown)} (known: {', '.join(sorted(listed)) or 'none'})", file=sys.stderr)
+        return 1
     paths = write_report(report, Path(out_dir))
     p = report["portfolio"]
     print(f"{report['period']['first_day']} .. {report['period']['last_day']}: produced {_fmt(p['produced_mwh'], 3)} "

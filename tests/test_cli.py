@@ -56,8 +56,34 @@ def test_a_bad_speed_is_refused(tmp_path, speed):
     assert "--speed" in line
 
 
+def _one_file_day(day):
+    (day / "crm").mkdir(parents=True)
+    (day / "crm" / "asset_contracts_20250601_043000.csv").write_text(
+        "contract_id,asset_id,metering_point_id,capacity,technology,contract_begin,contract_end,price_model,"
+        "price,fee_model,fee,fee_percent,email\nC1,A1,MP1,2.0,wind,2025-01-01,,fixed,80,fixed_as_produced,1.5,,a@b.c\n")
+
+
+def test_a_day_directory_without_input_files_is_an_error_not_a_silent_success(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a source file")
+    for cmd in (["replay", str(tmp_path / "empty"), "--speed", "max"],
+                ["run", str(tmp_path / "empty"), "--speed", "max", "--until-drained"]):
+        r = intraday(*cmd, env={"INTRADAY_STATE_DIR": str(tmp_path / "state")})
+        assert r.returncode == 1
+        assert "no input files in" in _one_line_error(r)
+
+
+def test_a_report_for_an_unknown_asset_is_an_error(tmp_path, fresh_db):
+    r = intraday("report", "--from", "2025-06-08", "--to", "2025-06-08", "--asset", "NOPE",
+                 "--out", str(tmp_path / "out"), env={"DATABASE_URL": fresh_db, "INTRADAY_STATE_DIR": str(tmp_path)})
+    assert r.returncode == 1
+    line = _one_line_error(r)
+    assert "NOPE" in line and "no data" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unreachable_broker_is_one_line_and_non_zero(tmp_path, fresh_db):
-    (tmp_path / "day").mkdir()
+    _one_file_day(tmp_path / "day")
     r = intraday("run", str(tmp_path / "day"), "--speed", "max", "--until-drained",
                  env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATABASE_URL": fresh_db,
                       "INTRADAY_STATE_DIR": str(tmp_path / "state")})

@@ -406,7 +406,7 @@ def test_qh_status_from_the_clock():
 def test_next_gate_closure_and_countdown():
     assert F.next_gate_closure(T(10, 26)) == (T(10, 30), T(10, 45))
     assert F.next_gate_closure(T(10, 30)) == (T(10, 45), T(11, 0))  # the 10:30 gate has just closed
-    assert F.countdown_text(T(10, 26)) == "next gate closure 12:30 (QH 12:45) in 04:00"  # Berlin = UTC+2
+    assert F.countdown_text(T(10, 26)) == "next gate closure 12:30 CEST (QH 12:45) in 4 min 0 s"  # Berlin = UTC+2
 
 
 def test_axis_is_berlin_wall_time_and_linear_on_dst_days():
@@ -645,7 +645,7 @@ def test_with_a_session_every_route_answers(app_and_creds):
     assert r.status_code == 200, r.data[:300]
     resp = r.get_json()["response"]
     assert resp["clock"]["children"].startswith("replay clock 2025-06-08 12:26:00 CEST")
-    assert resp["countdown"]["children"] == "next gate closure 12:30 (QH 12:45) in 04:00"
+    assert resp["countdown"]["children"] == "next gate closure 12:30 CEST (QH 12:45) in 4 min 0 s"
     cockpit = resp["cockpit"]["figure"]
     tr = next(t for t in cockpit["data"] if t["name"] == "tradeable forecast")
     assert tr["y"][tr["x"].index("2025-06-08 12:00:00")] == pytest.approx(3.6)
