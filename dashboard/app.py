@@ -210,6 +210,12 @@ def build_layout(pool, settings: Settings) -> html.Div:
             *([dcc.Tab(label="Performance report", value="report")] if user is not None and RP.allowed(user)
               else [])]),
         html.Div(id="portfolio-pane", children=[
+            html.H2("Next quarter-hours: minutes to gate closure, open position, EUR at risk"),
+            _table("next-qh", list(F.NEXT_QH_COLUMNS), sort_action="none",
+                   style_data_conditional=[
+                       {"if": {"filter_query": '{act} = "yes"'}, "backgroundColor": "#fff3cd"},
+                       {"if": {"filter_query": '{act} = "yes" && {to_gate_min} < 30'}, "backgroundColor": "#fde0dd",
+                        "fontWeight": "600"}]),
             html.Div(id="kpis", className="kpis"),
             dcc.Graph(id="cockpit", config={"displaylogo": False}),
             dcc.Graph(id="ribbon", config={"displaylogo": False, "displayModeBar": False}),
@@ -400,6 +406,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         Output("as-of-label", "children"),
         Output("kpis", "children"), Output("cockpit", "figure"), Output("ribbon", "figure"),
         Output("prices", "figure"), Output("imbalance", "figure"),
+        Output("next-qh", "data"),
         Output("alerts", "data"), Output("alerts", "selected_rows"), Output("alerts-title", "children"),
         Output("freshness", "data"),
         Output("asset", "options"), Output("asset", "value"), Output("asset-graph", "figure"),
@@ -475,10 +482,16 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
 
         if tab != "asset":
             portfolio_moved = ctx_moved or clock_moved or moved & {"portfolio", "history", "asset_imb", "asset"}
+            portfolio = None
             if portfolio_moved:
                 portfolio = Q.query_portfolio(conn, day, as_of, assets)
                 out["cockpit.figure"] = F.cockpit_figure(portfolio, day, now)
                 out["imbalance.figure"] = F.imbalance_figure(portfolio, day, now)
+            if portfolio_moved or "trading" in moved:  # the clock moves the portfolio part too
+                if portfolio is None:
+                    portfolio = Q.query_portfolio(conn, day, as_of, assets)
+                out["next-qh.data"] = F.next_qh_records(portfolio, Q.query_trading(conn, day, assets), now,
+                                                        act_mwh=settings.alert_imbalance_mwh)
             if ctx_moved or "asset" in moved:
                 out["ribbon.figure"] = F.source_ribbon_figure(Q.query_source_counts(conn, day, assets), day)
             if ctx_moved or clock_moved or "trading" in moved:

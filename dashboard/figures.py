@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from intraday.qh import BERLIN, QH_S, UTC, delivery_day_qhs
+from intraday.qh import BERLIN, QH_S, UTC, delivery_day_qhs, open_position_mwh
 
 QH = dt.timedelta(seconds=QH_S)
 GATE = dt.timedelta(seconds=QH_S)
@@ -290,6 +290,55 @@ def _empty(day: dt.date, title: str, height: int, message: str) -> dict[str, Any
 
 # ---------------------------------------------------------------------------------------------
 # frames derived for display and download
+
+
+NEXT_QH_COLUMNS = (  # (key, header) of the next-QH table, in order
+    ("qh", "QH (Berlin)"), ("to_gate_min", "min to gate closure"), ("tradeable_mw", "tradeable forecast MW"),
+    ("net_sold_mw", "net sold MW"), ("open_mw", "open MW"), ("open_mwh", "open MWh"),
+    ("vwap", "our VWAP"), ("idx_1h", "ID1"), ("idx_3h", "ID3"), ("idx_full", "IDFull"),
+    ("price", "imbalance price EUR/MWh"), ("eur_at_risk", "EUR at risk"), ("act", "act"),
+)
+
+
+def next_qh_records(portfolio: pd.DataFrame, trading: pd.DataFrame, now: Any, n: int = 12,
+                    act_mwh: float = 1.0) -> list[dict[str, Any]]:
+    """The next ``n`` QHs still tradeable at ``now`` (gate closure ``t - 15 min`` after it), in
+    delivery order: minutes to gate closure, tradeable forecast and net sold (MW), the open
+    position (MW and MWh, ``intraday.qh.open_position_mwh``), our VWAP against ID1 / ID3 / IDFull,
+    the current imbalance price (final or estimate) and the euros at risk (|open MWh| x price).
+    ``act`` is ``"yes"`` where the open position is at least ``act_mwh``: the trader must act."""
+    t_now = _utc(now)
+    if t_now is None or portfolio.empty:
+        return []
+    tr = {(_utc(r.delivery_start)): r for r in trading.itertuples(index=False)} if len(trading) else {}
+    out = []
+    for r in portfolio.itertuples(index=False):
+        t = _utc(r.delivery_start)
+        gate = t - GATE
+        if gate <= t_now:
+            continue
+        open_mwh = open_position_mwh(_num(r.tradeable_forecast_kw), _num(r.net_sold_mwh))
+        price = _num(r.imbalance_price_eur_mwh)
+        x = tr.get(t)
+        rnd = (lambda v, k=2: None if v is None else round(v, k))  # noqa: E731
+        out.append({
+            "qh": berlin_label(t, with_zone=True), "delivery_start": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to_gate_min": round((gate - t_now).total_seconds() / 60, 1),
+            "tradeable_mw": rnd(None if _num(r.tradeable_forecast_kw) is None
+                                else _num(r.tradeable_forecast_kw) / 1000, 3),
+            "net_sold_mw": rnd((_num(r.net_sold_mwh) or 0.0) * 4, 3),
+            "open_mw": rnd(None if open_mwh is None else open_mwh * 4, 3), "open_mwh": rnd(open_mwh, 3),
+            "vwap": rnd(_num(getattr(x, "private_vwap_eur_mwh", None))),
+            "idx_1h": rnd(_num(getattr(x, "idx_1h_eur_mwh", None))),
+            "idx_3h": rnd(_num(getattr(x, "idx_3h_eur_mwh", None))),
+            "idx_full": rnd(_num(getattr(x, "idx_full_eur_mwh", None))),
+            "price": rnd(price),
+            "eur_at_risk": rnd(None if open_mwh is None or price is None else abs(open_mwh) * price),
+            "act": "yes" if open_mwh is not None and abs(open_mwh) >= act_mwh else "",
+        })
+        if len(out) == n:
+            break
+    return out
 
 
 def cockpit_frame(portfolio: pd.DataFrame, now: Any) -> pd.DataFrame:

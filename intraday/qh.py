@@ -129,6 +129,19 @@ def kw_to_mwh(kw: float) -> float:
     return kw * 0.25 / 1000.0
 
 
+def open_position_mwh(tradeable_kw: float | None, net_sold_mwh: float | None) -> float | None:
+    """What is still to sell (+) or buy back (-) of a QH: the tradeable forecast's MWh minus the
+    net sold MWh (none without a tradeable forecast). The desk and the alerts use this one rule.
+
+    >>> open_position_mwh(8000.0, 0.5)
+    1.5
+    """
+    if tradeable_kw is None or tradeable_kw != tradeable_kw:
+        return None
+    sold = 0.0 if net_sold_mwh is None or net_sold_mwh != net_sold_mwh else net_sold_mwh
+    return kw_to_mwh(tradeable_kw) - sold
+
+
 def mw_to_mwh(mw: float) -> float:
     """Energy of one QH slice of a trade of ``mw`` MW."""
     return mw * 0.25

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from intraday.qh import BERLIN, GATE_CLOSURE_S, QH_S, iso, to_dt
+from intraday.qh import open_position_mwh as qh_open_position_mwh
 
 RESOLVE_FRACTION = 0.8
 FEED_ENDED_MIN = 6 * 60
@@ -148,10 +149,7 @@ def evaluate_alerts(config: AlertConfig, qh_s: int, state: dict[str, Any], port:
 
 def open_position_mwh(port: dict[str, Any]) -> float | None:
     """Tradeable forecast (MWh) minus net sold: what is still to sell (+) or buy back (-)."""
-    tradeable = port.get("tradeable_forecast_kw")
-    if tradeable is None:
-        return None
-    return tradeable * QH_S / 3600 / 1000 - (port.get("net_sold_mwh") or 0.0)
+    return qh_open_position_mwh(port.get("tradeable_forecast_kw"), port.get("net_sold_mwh"))
 
 
 def qhs_due_for_position_check(config: AlertConfig, now_s: float) -> range:

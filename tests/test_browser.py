@@ -204,6 +204,7 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
         clock = Q.replay_clock(conn)
         expected_tiles = F.kpi_tiles(Q.query_running_totals(conn, DAY))
         n_alerts = len(Q.query_alerts(conn, DAY))
+        next_qhs = F.next_qh_records(Q.query_portfolio(conn, DAY), Q.query_trading(conn, DAY), Q.replay_clock(conn))
         days = Q.query_days(conn)["day"].tolist()
         from dashboard.app import _day_options
 
@@ -291,6 +292,14 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
     assert {"detected (Berlin)", "QH (Berlin)", "severity", "kind", "EUR at risk", "suggested action"} <= set(header_cells), header_cells
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts tr td.dash-cell[data-dash-column=kind]"))
                == min(n_alerts, ALERTS_PAGE_SIZE))
+    # the next quarter-hours table: its headers, and as many rows as the database gives for the clock
+    nq_headers = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#next-qh th.dash-header")]
+    assert {"min to gate closure", "open MW", "EUR at risk", "ID1", "ID3", "IDFull"} <= set(nq_headers), nq_headers
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#next-qh tr td.dash-cell[data-dash-column=qh]"))
+               == len(next_qhs))
+    if next_qhs:
+        first = browser.find_element(By.CSS_SELECTOR, "#next-qh tr td.dash-cell[data-dash-column=qh]").text
+        assert first == next_qhs[0]["qh"]
     # feed freshness: one row per source
     assert browser.find_elements(By.CSS_SELECTOR, "#freshness tr td.dash-cell[data-dash-column=source]")
     assert browser.find_element(By.ID, "ack-btn").is_displayed()

@@ -646,6 +646,8 @@ def test_with_a_session_every_route_answers(app_and_creds):
     resp = r.get_json()["response"]
     assert resp["clock"]["children"].startswith("replay clock 2025-06-08 12:26:00 CEST")
     assert resp["countdown"]["children"] == "next gate closure 12:30 CEST (QH 12:45) in 4 min 0 s"
+    nxt = resp["next-qh"]["data"]
+    assert len(nxt) == 12 and nxt[0]["qh"] == "12:45 CEST" and nxt[0]["to_gate_min"] == 4.0
     cockpit = resp["cockpit"]["figure"]
     tr = next(t for t in cockpit["data"] if t["name"] == "tradeable forecast")
     assert tr["y"][tr["x"].index("2025-06-08 12:00:00")] == pytest.approx(3.6)
@@ -937,3 +939,24 @@ def test_main_update_time_for_a_full_day(fresh_db, tmp_path):
         assert sorted(timings)[2] < 2.0
     finally:
         close_app(app)
+
+
+def test_the_next_quarter_hours_table_shows_what_is_open_and_what_it_risks():
+    starts = pd.to_datetime(["2025-06-08T10:00:00Z", "2025-06-08T10:15:00Z", "2025-06-08T10:30:00Z",
+                             "2025-06-08T10:45:00Z"], utc=True)
+    portfolio = pd.DataFrame({"delivery_start": starts, "tradeable_forecast_kw": [4000.0, 8000.0, 8000.0, None],
+                              "net_sold_mwh": [1.0, 0.5, 2.0, 0.0], "imbalance_price_eur_mwh": [50.0, 80.0, None, 90.0]})
+    trading = pd.DataFrame({"delivery_start": starts, "private_vwap_eur_mwh": [70.0, 71.0, None, None],
+                            "idx_1h_eur_mwh": [69.0, 72.0, None, None], "idx_3h_eur_mwh": [68.0, None, None, None],
+                            "idx_full_eur_mwh": [67.0, 70.0, 75.0, None]})
+    rows = F.next_qh_records(portfolio, trading, T(9, 55), n=3, act_mwh=1.0)
+    # 10:00Z's gate closure (09:45) has passed: the next three QHs in delivery order
+    assert [r["qh"] for r in rows] == ["12:15 CEST", "12:30 CEST", "12:45 CEST"]
+    first = rows[0]
+    assert first["to_gate_min"] == 5.0                     # gate 10:00Z, now 09:55Z
+    assert (first["tradeable_mw"], first["net_sold_mw"], first["open_mw"], first["open_mwh"]) == (8.0, 2.0, 6.0, 1.5)
+    assert (first["vwap"], first["idx_1h"], first["idx_3h"], first["idx_full"]) == (71.0, 72.0, None, 70.0)
+    assert first["eur_at_risk"] == 120.0 and first["act"] == "yes"   # 1.5 MWh x 80
+    assert rows[1]["open_mwh"] == 0.0 and rows[1]["eur_at_risk"] is None and rows[1]["act"] == ""  # flat, no price
+    assert rows[2]["open_mwh"] is None and rows[2]["act"] == ""  # no tradeable forecast: nothing to say
+    assert F.next_qh_records(portfolio, trading, None) == []
