@@ -481,6 +481,11 @@ class Bench:
                 # intraday.kafka.true_end_offsets gives up after 30 s when the broker is saturated;
                 # and the check is repeated (as Stack.wait_drained does), recorded for the results
                 self.probe_errors.append(str(exc))
+                # the barriers alone decide (the sink writes each in the transaction of the rows
+                # before it): a saturated broker that cannot say its ends does not hold the drain
+                if stack.last_replay_id is not None and stack.missing_barriers(stack.last_replay_id) == 0:
+                    log.info("  ... every end-of-input barrier is in the database (broker probe failed)")
+                    return time.monotonic()
                 log.warning("  ... drain check failed (%s); retrying", exc)
                 ok, last_hw = 0, None
                 if time.monotonic() - t0 > timeout:
@@ -819,7 +824,7 @@ class TimedReplayerMixin:
 
     def _produce(self, topic, key, value, partition):
         super()._produce(topic, key, value, partition)
-        if topic == topics.CLOCK:
+        if topic == topics.CLOCK or key == "end_of_input":  # clock ticks and the replay's barrier
             return
         now = time.time()
         r = self._chosen[self._i]
