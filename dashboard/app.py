@@ -123,8 +123,13 @@ def alerts_title(records: list[dict[str, Any]]) -> str:
 
 
 def freshness_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{"source": r.source, "latest": F.berlin_time(r.latest_at) if not pd.isna(r.latest_at) else "–",
-             "age_min": None if pd.isna(r.age_min) else round(float(r.age_min), 1)} for r in df.itertuples(index=False)]
+    out = []
+    for r in df.itertuples(index=False):
+        age = None if pd.isna(r.age_min) else round(float(r.age_min), 1)
+        expected, status = F.feed_status(r.source, age)
+        out.append({"source": r.source, "latest": F.berlin_time(r.latest_at) if not pd.isna(r.latest_at) else "–",
+                    "age_min": age, "expected": expected, "status": status})
+    return out
 
 
 def kpi_children(tiles: list[dict[str, Any]]) -> list[Any]:
@@ -190,7 +195,6 @@ def build_layout(pool, settings: Settings) -> html.Div:
                 asset_options = _asset_options(conn, user.asset_filter)
         except DB_ERRORS as exc:  # the page must load even without a database
             log.warning("layout without data: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
-    stale_min = settings.alert_stale_feed_min
     return html.Div([
         _header(),
         html.Div([
@@ -238,8 +242,9 @@ def build_layout(pool, settings: Settings) -> html.Div:
                         "backgroundColor": "#fff3cd"},
                        {"if": {"filter_query": '{acknowledged} != ""'}, "color": "#888888"}]),
             html.H2("Feed freshness (event time behind the replay clock)"),
-            _table("freshness", [("source", "source"), ("latest", "latest event"), ("age_min", "age (min)")],
-                   style_data_conditional=[{"if": {"filter_query": f"{{age_min}} > {stale_min}"},
+            _table("freshness", [("source", "source"), ("latest", "latest event (Berlin)"), ("age_min", "age (min)"),
+                                 ("expected", "expected"), ("status", "status")],
+                   style_data_conditional=[{"if": {"filter_query": '{status} = "late"'},
                                             "backgroundColor": "#fde0dd"}]),
         ]),
         html.Div(id="asset-pane", style={"display": "none"}, children=[

@@ -292,6 +292,39 @@ def _empty(day: dt.date, title: str, height: int, message: str) -> dict[str, Any
 # frames derived for display and download
 
 
+# How often each feed is expected to deliver (minutes of event time), data-formats.md and the
+# vendors' practice: live infeed about every minute, forecast versions every 15 min, estimates every
+# few hours, DSO finals and final prices once a day (the next day); trades come with activity, so
+# silence is no lateness (None).
+FEED_CADENCE_MIN: dict[str, float | None] = {
+    "live infeed": 15.0,
+    "forecast versions": 30.0,
+    "public trades": 60.0,
+    "private trades": None,
+    "imbalance price estimate": 4 * 60.0,
+    "imbalance price final": 36 * 60.0,
+    "DSO final production": 36 * 60.0,
+    "portfolio results": 15.0,
+}
+
+
+def feed_status(source: str, age_min: float | None) -> tuple[str, str]:
+    """(expected cadence as text, ``"late"`` / ``"ok"`` / ``""``) of a feed whose newest event is
+    ``age_min`` behind the clock: late means late for that feed, not older than a fixed time.
+
+    >>> feed_status("live infeed", 20.0), feed_status("imbalance price final", 20.0)
+    (('every ~15 min', 'late'), ('daily (next day)', 'ok'))
+    """
+    cadence = FEED_CADENCE_MIN.get(source)
+    if cadence is None:
+        return "on activity", ""
+    text = "daily (next day)" if cadence >= 24 * 60 else (
+        f"every ~{cadence / 60:g} h" if cadence >= 60 else f"every ~{cadence:g} min")
+    if age_min is None or age_min != age_min:
+        return text, ""
+    return text, "late" if age_min > cadence else "ok"
+
+
 NEXT_QH_COLUMNS = (  # (key, header) of the next-QH table, in order
     ("qh", "QH (Berlin)"), ("to_gate_min", "min to gate closure"), ("tradeable_mw", "tradeable forecast MW"),
     ("net_sold_mw", "net sold MW"), ("open_mw", "open MW"), ("open_mwh", "open MWh"),

@@ -316,6 +316,21 @@ def test_feed_freshness_per_source(conn):
     assert owner.loc["live infeed", "latest_at"] == pd.Timestamp(T(10, 18))
 
 
+def test_each_feed_is_late_by_its_own_cadence_not_by_one_age():
+    from dashboard.app import freshness_records
+
+    df = pd.DataFrame({"source": ["live infeed", "live infeed", "imbalance price estimate", "imbalance price final",
+                                  "private trades", "forecast versions"],
+                       "latest_at": pd.to_datetime(["2025-06-08T10:00:00Z"] * 6, utc=True),
+                       "age_min": [16.0, 5.0, 200.0, 600.0, 900.0, 45.0]})
+    rows = freshness_records(df)
+    assert [r["status"] for r in rows] == ["late", "ok", "ok", "ok", "", "late"]
+    assert [r["expected"] for r in rows][:5] == ["every ~15 min", "every ~15 min", "every ~4 h", "daily (next day)",
+                                                 "on activity"]
+    assert F.feed_status("imbalance price estimate", 5 * 60.0) == ("every ~4 h", "late")
+    assert F.feed_status("live infeed", None) == ("every ~15 min", "")
+
+
 def test_days_and_assets(conn):
     assert Q.query_days(conn)["day"].tolist() == [dt.date(2025, 6, 7), DAY]
     assert Q.query_days(conn, assets=[W1])["day"].tolist() == [DAY]
