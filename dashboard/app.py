@@ -467,7 +467,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         clock_moved = "clock" in moved
 
         if clock_moved or ctx_moved:
-            out["clock.children"] = ("replay clock " + F.berlin_time(clock)) if clock is not None else F.waiting_text(None)
+            out["clock.children"] = F.clock_text(clock, Q.replay_liveness(conn))
             out["countdown.children"] = F.countdown_text(clock)
             out["day.options"] = _day_options(conn, assets)[0]
             rng = Q.query_history_range(conn, day, assets).iloc[0]

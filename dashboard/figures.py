@@ -114,6 +114,20 @@ def waiting_text(clock: Any) -> str:
             "forecasts and trades arrive")
 
 
+def clock_text(clock: Any, liveness: str = "live") -> str:
+    """The header's clock: ``replay clock 2025-06-08 14:03:12 CEST``, saying when the data is not
+    live (``liveness`` from ``queries.replay_liveness``).
+
+    >>> clock_text(pd.Timestamp("2025-06-08T12:03:12Z"), "stale")
+    'replay clock 2025-06-08 14:03:12 CEST (not live: the clock stopped, data of an earlier run)'
+    """
+    if _utc(clock) is None:
+        return waiting_text(None)
+    suffix = {"finished": " (replay finished: not live)",
+              "stale": " (not live: the clock stopped, data of an earlier run)"}.get(liveness, "")
+    return "replay clock " + berlin_time(clock) + suffix
+
+
 def berlin_short(instant: Any) -> str:
     """``08.06. 14:15``: a QH start in Europe/Berlin, short."""
     t = _utc(instant)

@@ -427,6 +427,20 @@ def query_replay_clock(conn, assets: Sequence[str] | None = None) -> pd.DataFram
     return _run(conn, _CLOCK, _params(assets=assets))
 
 
+def replay_liveness(conn) -> str:
+    """``"live"`` while a replay feeds the clock (updated within 2 minutes of wall time, not
+    done), ``"finished"`` after its last event, ``"stale"`` when the clock stopped without an end
+    (data of an earlier run), ``""`` without any replay clock."""
+    row = conn.execute("SELECT bool_and(done), extract(epoch FROM now() - max(updated_at)) FROM replay_clock"
+                       ).fetchone()
+    if row is None or row[1] is None:
+        return ""
+    done, age_s = row
+    if done:
+        return "finished"
+    return "live" if float(age_s) <= 120 else "stale"
+
+
 def replay_clock(conn, assets: Sequence[str] | None = None) -> pd.Timestamp | None:
     """:func:`query_replay_clock` as a scalar (None on an empty database)."""
     v = query_replay_clock(conn, assets)["replay_clock"].iloc[0]

@@ -346,7 +346,9 @@ def cmd_demo(args, settings: Settings) -> int:
             print(f"login: user {creds[0]!r}, password {creds[1]!r} (stored hashed in {settings.users_file})",
                   flush=True)
         elif settings.auth:
-            print(f"login: users from {settings.users_file}", flush=True)
+            print(f"login: users from {settings.users_file} (an earlier run printed the 'desk' password; to set a "
+                  f"new one: python -m dashboard.auth add {settings.users_file} desk desk, or delete the file and "
+                  "the next demo prints a new one)", flush=True)
         if jump_to_s is not None and speed is not None:
             print(f"replay: everything before {dt.datetime.fromtimestamp(jump_to_s, dt.UTC):%Y-%m-%d %H:%M} UTC"
                   f" at once, then {speed:g}x real time (--from start: from the first event)", flush=True)

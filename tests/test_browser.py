@@ -202,6 +202,7 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
     # what the database says the page must show
     with psycopg.connect(filled_db, autocommit=True) as conn:
         clock = Q.replay_clock(conn)
+        liveness = Q.replay_liveness(conn)
         expected_tiles = F.kpi_tiles(Q.query_running_totals(conn, DAY))
         n_alerts = len(Q.query_alerts(conn, DAY))
         next_qhs = F.next_qh_records(Q.query_portfolio(conn, DAY), Q.query_trading(conn, DAY), Q.replay_clock(conn))
@@ -266,7 +267,8 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
     # 4. the main elements
     header = browser.find_element(By.CSS_SELECTOR, "header.header")
     assert "Intraday desk" in header.text and "desk (desk)" in header.text
-    assert browser.find_element(By.ID, "clock").text == "replay clock " + F.berlin_time(clock)
+    assert browser.find_element(By.ID, "clock").text == F.clock_text(clock, liveness)
+    assert liveness == "finished" and "not live" in browser.find_element(By.ID, "clock").text
     assert browser.find_element(By.ID, "countdown").is_displayed()
     # KPI tiles: the running totals of the day, as the database has them
     for tile in expected_tiles:

@@ -316,6 +316,19 @@ def test_feed_freshness_per_source(conn):
     assert owner.loc["live infeed", "latest_at"] == pd.Timestamp(T(10, 18))
 
 
+def test_the_clock_says_when_the_data_is_not_live(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as c:
+        assert Q.replay_liveness(c) == ""
+        c.execute("INSERT INTO replay_clock (clock, now, done) VALUES ('replay', '2025-06-08T12:00:00Z', false)")
+        assert Q.replay_liveness(c) == "live"
+        c.execute("UPDATE replay_clock SET updated_at = now() - interval '1 hour'")
+        assert Q.replay_liveness(c) == "stale"   # an earlier run's clock, stopped mid-day
+        c.execute("UPDATE replay_clock SET done = true")
+        assert Q.replay_liveness(c) == "finished"
+    assert F.clock_text(pd.Timestamp("2025-06-08T12:00:00Z"), "finished").endswith("(replay finished: not live)")
+    assert F.clock_text(pd.Timestamp("2025-06-08T12:00:00Z"), "live") == "replay clock 2025-06-08 14:00:00 CEST"
+
+
 def test_each_feed_is_late_by_its_own_cadence_not_by_one_age():
     from dashboard.app import freshness_records
 

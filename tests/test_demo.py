@@ -84,6 +84,9 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
     proc = _start_demo(state, port)
     try:
         _wait_for_line(proc, "dashboard: http://127.0.0.1", 120)
+        # the password was printed by the first run only: the second says how to set a new one
+        login = _wait_for_line(proc, "login: users from", 30)[-1]
+        assert "python -m dashboard.auth add" in login and "desk" in login
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(90) == 0
