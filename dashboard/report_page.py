@@ -42,9 +42,9 @@ KPI_METRICS = [  # (key, label, format: digits or "pct")
     ("capture_rate", "Capture rate", "pct"),
     ("revenue_eur", "Trading revenue (EUR)", 2),
     ("realised_revenue_eur", "Realised revenue (EUR)", 2),
-    ("imbalance_mwh", "Imbalance net (MWh)", 3),
-    ("imbalance_abs_mwh", "Imbalance absolute (MWh)", 3),
-    ("imbalance_cost_eur", "Imbalance cost (EUR)", 2),
+    ("imbalance_mwh", "Imbalance net (MWh): portfolio position vs net sold; asset deviation from its gate forecast", 3),
+    ("imbalance_abs_mwh", "Imbalance absolute (MWh), as above", 3),
+    ("imbalance_cost_eur", "Imbalance cost (EUR, + = we pay; the waterfall shows it as a minus)", 2),
     ("imbalance_cost_eur_per_mwh", "Imbalance cost per MWh (EUR/MWh)", 2),
     ("redispatch_mwh", "Redispatch volume (MWh)", 3),
     ("redispatch_compensation_eur", "Redispatch compensation (EUR)", 2),
@@ -225,7 +225,7 @@ def kpi_columns(report: dict | None) -> list[dict[str, str]]:
     cols = [{"name": "", "id": "metric"}, {"name": "Portfolio", "id": "portfolio"}]
     if report:
         cols += [{"name": a["asset_id"], "id": a["asset_id"]} for a in report["assets"]]
-        cols.append({"name": "Listed assets", "id": "assets_total"})
+        cols.append({"name": "Listed assets (total; ratios from the totals)", "id": "assets_total"})
     return cols
 
 
@@ -345,7 +345,7 @@ def register_callbacks(app, pool, *, db_scoped: bool = False) -> None:
             options = [{"label": "Portfolio", "value": "portfolio"}]
             if report:
                 options += [{"label": a["asset_id"], "value": a["asset_id"]} for a in report["assets"]]
-                options.append({"label": "Listed assets (sum)", "value": "assets_total"})
+                options.append({"label": "Listed assets (total)", "value": "assets_total"})
             return (kpi_rows(report), kpi_columns(report), options, waterfall_figure(report, scope),
                     assets_figure(report), forecast_error_figure(report), qh_figure(report))
         except (KeyError, TypeError, ValueError, AttributeError):  # the browser's copy is not trusted

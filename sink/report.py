@@ -549,7 +549,7 @@ def _scopes(report: dict) -> list[tuple[str, str, dict]]:
     """(scope, label, metrics) for the portfolio, every asset and the assets' total."""
     out = [("portfolio", "Portfolio", report["portfolio"])]
     out += [(a["asset_id"], a["asset_id"] + (f" · {a['name']}" if a.get("name") else ""), a) for a in report["assets"]]
-    out.append(("assets_total", "Listed assets (sum)", report["assets_total"]))
+    out.append(("assets_total", "Listed assets (total; ratios from the totals)", report["assets_total"]))
     return out
 
 

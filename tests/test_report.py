@@ -654,3 +654,15 @@ def test_run_report_is_the_command_body(hand, settings_for, tmp_path, capsys):
     assert "2025-06-10 .. 2025-06-10: produced 2.500 MWh" in out and "performance_report.html" in out
     data = json.loads((tmp_path / "rep" / "performance_report.json").read_text())
     assert [a["asset_id"] for a in data["assets"]] == ["A", "B"]
+
+
+def test_the_report_says_what_it_counts():
+    from dashboard import report_page as RP
+
+    labels = {key: label for key, label, _ in RP.KPI_METRICS}
+    # the portfolio's imbalance is its position against net sold; an asset's is its deviation from
+    # its own gate-closure forecast: one row, and its label names both
+    assert "portfolio" in labels["imbalance_mwh"] and "asset" in labels["imbalance_mwh"]
+    assert "we pay" in labels["imbalance_cost_eur"]  # the sign, against the waterfall's minus
+    assert not any("(sum)" in label for label in labels.values())
+    assert "ratios" in RP.kpi_columns({"assets": []})[-1]["name"]
