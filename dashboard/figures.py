@@ -549,7 +549,10 @@ def imbalance_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
             "width": BAR_WIDTH_MS,
             "customdata": [[berlin_label(starts[k]), imb[k], price[k]] for k in idx],
             "marker": {"color": [COLORS["bad"] if cost[k] > 0 else COLORS["good"] for k in idx],
-                       "opacity": opacity},
+                       "opacity": opacity,
+                       # an estimate is hatched, not only paler: told apart in print and by colour-blind eyes
+                       **({"pattern": {"shape": "/", "fgcolor": "#555555", "size": 5}} if source == "estimate" else {}),
+                       "line": {"color": "#333333" if source == "final" else "#999999", "width": 0.5}},
             "hovertemplate": ("%{customdata[0]}<br>cost: %{y:,.0f} EUR<br>imbalance: %{customdata[1]:+.3f} MWh"
                               f"<br>price ({source}): %{{customdata[2]:.2f}} EUR/MWh<extra></extra>")})
     shapes, notes = _clock_shapes(day, now)

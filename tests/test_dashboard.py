@@ -507,6 +507,7 @@ def test_imbalance_figure_sign_and_price_source():
     assert traces["final price"]["y"] == [-20.0] and traces["final price"]["marker"]["color"] == [F.COLORS["good"]]
     est = traces["estimate price"]
     assert est["y"] == [30.0] and est["marker"]["color"] == [F.COLORS["bad"]] and est["marker"]["opacity"] < 1
+    assert est["marker"]["pattern"]["shape"] == "/" and "pattern" not in traces["final price"]["marker"]
 
 
 def test_source_ribbon_figure():
