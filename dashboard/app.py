@@ -560,7 +560,9 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
             now = as_of or Q.replay_clock(conn, user.asset_filter)
         frame = F.cockpit_frame(portfolio, now)
         suffix = "" if as_of is None else "_as_of_" + as_of.strftime("%Y%m%dT%H%M%SZ")
-        return {"content": frame.to_csv(index=False), "filename": f"cockpit_{day.isoformat()}{suffix}.csv",
+        # to 4 decimals (0.1 kW, a hundredth of a cent), not float noise such as 3.5999999999999996
+        return {"content": frame.round(4).to_csv(index=False),
+                "filename": f"cockpit_{day.isoformat()}{suffix}.csv",
                 "type": "text/csv", "base64": False}
 
 

@@ -799,6 +799,8 @@ def test_csv_download_of_the_cockpit(app_and_creds):
     assert len(lines) == 97 and lines[0].startswith("delivery_start,delivery_start_berlin,status,tradeable_forecast_mw")
     row = next(line for line in lines if line.startswith("2025-06-08T10:00:00Z"))
     assert ",settled,3.6," in row
+    assert not any(len(cell.split(".")[-1]) > 4 for line in lines[1:] for cell in line.split(",")
+                   if cell.replace(".", "").replace("-", "").isdigit() and "." in cell)  # rounded, no float noise
 
 
 def test_forged_inputs_are_harmless(app_and_creds):
