@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -380,32 +381,32 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 emitter.send_events(topics.TRADING_QH, key, [orjson.dumps(
                     {"schema_version": 1, "type": "trading_qh", **row, "known_at": st.known_at, "src_ms": src_ms})
                     for row in trading_by_book.values()])
-        for p, nows in ticks.items():  # time-driven: open positions close to gate closure
-            for now_s in sorted(nows):
-                for qh_s in qhs_due_for_position_check(alert_config, now_s):
-                    st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
-                    if st is None:
-                        continue
-                    port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
-                    alerts(qh_s, st, lambda al, q=qh_s, s=st, pt=port, n=now_s:
-                           evaluate_open_position(alert_config, q, al, pt, n))
-        for p, nows in ticks.items():  # time-driven: expiry at gate closure, QHs entering the horizon
+
+        def recheck(p: int, qhs: Iterable[int], wanted, evaluate) -> None:  # type: ignore[no-untyped-def]
+            """Time-driven: run ``evaluate(qh, alert state, portfolio row)`` on the QHs of partition
+            ``p`` among ``qhs`` that have a state for which ``wanted(qh, state)`` holds."""
+            for qh_s in qhs:
+                st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
+                if st is None or not wanted(qh_s, st):
+                    continue
+                port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
+                alerts(qh_s, st, lambda al, q=qh_s, pt=port: evaluate(q, al, pt))
+
+        for p, nows in ticks.items():
+            for now_s in sorted(nows):  # open positions close to gate closure
+                recheck(p, qhs_due_for_position_check(alert_config, now_s), lambda q, st: True,
+                        lambda q, al, pt, n=now_s: evaluate_open_position(alert_config, q, al, pt, n))
             now_s = max(nows)
             last = scanned.get(p, now_s - 86400)
             if now_s <= last:
                 continue
             scanned[p] = now_s
             ahead = GATE_CLOSURE_S + alert_config.horizon_h * 3600
-            for qh_s in _qh_range(last + GATE_CLOSURE_S, now_s + GATE_CLOSURE_S):  # gate closure passed
-                st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
-                if st is not None and any(active for active, _ in st.alerts.values()):
-                    port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
-                    alerts(qh_s, st, lambda al, q=qh_s, pt=port: expire_alerts(q, al, pt))
-            for qh_s in _qh_range(max(last, now_s - 86400) + ahead, now_s + ahead):  # entered the horizon
-                st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
-                if st is not None and in_horizon(alert_config, qh_s, now_s):
-                    port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
-                    alerts(qh_s, st, lambda al, q=qh_s, pt=port, n=now_s: evaluate_alerts(alert_config, q, al, pt, n))
+            recheck(p, _qh_range(last + GATE_CLOSURE_S, now_s + GATE_CLOSURE_S),  # gate closure passed
+                    lambda q, st: any(active for active, _ in st.alerts.values()), expire_alerts)
+            recheck(p, _qh_range(max(last, now_s - 86400) + ahead, now_s + ahead),  # entered the horizon
+                    lambda q, st, n=now_s: in_horizon(alert_config, q, n),
+                    lambda q, al, pt, n=now_s: evaluate_alerts(alert_config, q, al, pt, n))
         for msg, e in barriers:
             qh_barriers.on_barrier(emitter, msg, e)
         cutoff = wm.due_for_pruning()
