@@ -10,6 +10,7 @@ dashboard show "now" in event time.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sys
 import time
@@ -234,7 +235,7 @@ class Replayer:
         pack = batch_events if batch_events is not None else (BATCH_EVENTS if speed is None else 1)
         rest = chosen
         if jump_to_s is not None and speed is not None:
-            ahead = sum(1 for r in chosen if r.event_time_s < jump_to_s)  # chosen is in event-time order
+            ahead = bisect.bisect_left(chosen, jump_to_s, key=lambda r: r.event_time_s)  # in event-time order
             if ahead:
                 self._replay_packed(chosen[:ahead], stats, batch_events or BATCH_EVENTS, bar, on_progress)
             self.clock_tick(stats, jump_to_s, speed)
@@ -244,10 +245,9 @@ class Replayer:
         if rest and pack > 1:
             self._replay_packed(rest, stats, pack, bar, on_progress)
         elif rest:
-            due = schedule((r.event_time_s for r in rest), speed)
-            if jump_to_s is not None and speed:  # the clock stands at jump_to_s: wait from there
-                lead = (rest[0].event_time_s - jump_to_s) / speed
-                due = [d + max(0.0, lead) for d in due]
+            times = [r.event_time_s for r in rest]
+            # after a jump the clock stands at jump_to_s: the due times count from there
+            due = schedule(times, speed) if jump_to_s is None else schedule([jump_to_s, *times], speed)[1:]
             self._replay_timed(rest, due, self.clock.monotonic(), speed, stats, bar, on_progress,
                                offset=stats.published)
         stats.last_event_time = chosen[-1].event_time_s
