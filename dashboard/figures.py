@@ -357,22 +357,24 @@ def next_qh_records(portfolio: pd.DataFrame, trading: pd.DataFrame, now: Any, n:
     t_now = _utc(now)
     if t_now is None or portfolio.empty:
         return []
-    tr = {(_utc(r.delivery_start)): r for r in trading.itertuples(index=False)} if len(trading) else {}
+    def rnd(v: float | None, k: int = 2) -> float | None:
+        return None if v is None else round(v, k)
+
+    tr = {_utc(r.delivery_start): r for r in trading.itertuples(index=False)}
     out = []
     for r in portfolio.itertuples(index=False):
         t = _utc(r.delivery_start)
         gate = t - GATE
         if gate <= t_now:
             continue
-        open_mwh = open_position_mwh(_num(r.tradeable_forecast_kw), _num(r.net_sold_mwh))
+        tradeable_kw = _num(r.tradeable_forecast_kw)
+        open_mwh = open_position_mwh(tradeable_kw, _num(r.net_sold_mwh))
         price = _num(r.imbalance_price_eur_mwh)
         x = tr.get(t)
-        rnd = (lambda v, k=2: None if v is None else round(v, k))  # noqa: E731
         out.append({
             "qh": berlin_label(t, with_zone=True), "delivery_start": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "to_gate_min": round((gate - t_now).total_seconds() / 60, 1),
-            "tradeable_mw": rnd(None if _num(r.tradeable_forecast_kw) is None
-                                else _num(r.tradeable_forecast_kw) / 1000, 3),
+            "tradeable_mw": rnd(None if tradeable_kw is None else tradeable_kw / 1000, 3),
             "net_sold_mw": rnd((_num(r.net_sold_mwh) or 0.0) * 4, 3),
             "open_mw": rnd(None if open_mwh is None else open_mwh * 4, 3), "open_mwh": rnd(open_mwh, 3),
             "vwap": rnd(_num(getattr(x, "private_vwap_eur_mwh", None))),

@@ -266,18 +266,21 @@ def query_source_counts(conn, day: dt.date, assets: Sequence[str] | None = None)
 # running totals
 
 
-_TOTALS = """WITH
-t AS (
+# the private book's QHs of the day beside the public idx_full (the running totals and the VWAP
+# rules of intraday.settlement, shared with the performance report, read the same rows)
+_PRIVATE_QHS = """
     SELECT pr.delivery_start, pr.trades, pr.sold_mwh, pr.bought_mwh, pr.net_mwh, pr.revenue_eur,
            pr.vwap_eur_mwh, pr.sold_mwh + pr.bought_mwh AS volume_mwh, pu.idx_full_eur_mwh
     FROM trading_qh pr
     LEFT JOIN trading_qh pu ON pu.delivery_start = pr.delivery_start AND pu.book = 'public'
     WHERE pr.book = 'private' AND pr.delivery_start >= %(start)s AND pr.delivery_start < %(end)s
-      AND %(assets)s::text[] IS NULL),
+      AND %(assets)s::text[] IS NULL"""
+
+_TOTALS = f"""WITH
+t AS ({_PRIVATE_QHS}),
 tt AS (
     SELECT sum(revenue_eur) AS revenue_eur, sum(sold_mwh) AS sold_mwh, sum(bought_mwh) AS bought_mwh,
-           sum(volume_mwh) AS traded_mwh, sum(net_mwh) AS net_sold_mwh, sum(trades) AS trades,
-           0 AS _end
+           sum(volume_mwh) AS traded_mwh, sum(net_mwh) AS net_sold_mwh, sum(trades) AS trades
     FROM t),
 imb AS (
     SELECT sum(imbalance_cost_eur) AS imbalance_cost_eur, sum(imbalance_mwh) AS imbalance_mwh
@@ -302,14 +305,7 @@ SELECT tt.revenue_eur, tt.sold_mwh, tt.bought_mwh, tt.traded_mwh, tt.net_sold_mw
        (SELECT sum(imbalance_mwh) FROM imb) AS imbalance_mwh
 FROM tt"""
 
-# per QH of the private book: our VWAP, idx_full and our traded volume (the VWAP rules are
-# intraday.settlement's, shared with the performance report)
-_TRADED = """
-SELECT pr.vwap_eur_mwh, pu.idx_full_eur_mwh, pr.sold_mwh + pr.bought_mwh AS volume_mwh
-FROM trading_qh pr
-LEFT JOIN trading_qh pu ON pu.delivery_start = pr.delivery_start AND pu.book = 'public'
-WHERE pr.book = 'private' AND pr.delivery_start >= %(start)s AND pr.delivery_start < %(end)s
-  AND %(assets)s::text[] IS NULL"""
+_TRADED = f"SELECT vwap_eur_mwh, idx_full_eur_mwh, volume_mwh FROM ({_PRIVATE_QHS}) t"
 
 
 def query_running_totals(conn, day: dt.date, as_of: Any = None,
