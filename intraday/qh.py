@@ -105,11 +105,14 @@ def parse_iso(text: str) -> float:
     return d.timestamp()
 
 
+def berlin_day_start(day: dt.date) -> int:
+    """UTC epoch seconds of a Berlin calendar day's 00:00."""
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=BERLIN).timestamp())
+
+
 def delivery_day_qhs(day: dt.date) -> list[int]:
     """UTC starts of the QHs of a Berlin delivery day (92, 96 or 100 of them)."""
-    start = dt.datetime.combine(day, dt.time(0), tzinfo=BERLIN).astimezone(UTC)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=BERLIN).astimezone(UTC)
-    return list(range(int(start.timestamp()), int(end.timestamp()), QH_S))
+    return list(range(berlin_day_start(day), berlin_day_start(day + dt.timedelta(days=1)), QH_S))
 
 
 def delivery_day_of(epoch_s: float) -> dt.date:

@@ -22,21 +22,16 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
-from intraday.qh import BERLIN
+from intraday.qh import BERLIN, berlin_day_start
 
 __all__ = [
     "FEE_MODELS", "KW_QH_TO_MWH", "PRICE_MODELS", "capacity_fee", "contract_problems", "contract_span",
-    "dates_unusable", "day_start", "span_days", "month_days", "redispatch_compensation", "vwap", "vwap_minus_index",
+    "dates_unusable", "span_days", "month_days", "redispatch_compensation", "vwap", "vwap_minus_index",
 ]
 
 PRICE_MODELS = ("fixed", "market")
 FEE_MODELS = ("fixed_as_produced", "fixed_for_capacity", "percent_of_market")
 KW_QH_TO_MWH = Decimal("0.00025")  # kW averaged over a QH x 0.25 h / 1000
-
-
-def day_start(day: dt.date) -> int:
-    """UTC epoch seconds of a Berlin calendar day's midnight."""
-    return int(dt.datetime.combine(day, dt.time(0), tzinfo=BERLIN).timestamp())
 
 
 def dates_unusable(begin: dt.date | None, end: dt.date | None) -> bool:
@@ -57,8 +52,8 @@ def contract_span(begin: dt.date | None, end: dt.date | None, lo_s: int, hi_s: i
     if dates_unusable(begin, end):
         return lo_s, hi_s
     assert begin is not None
-    start = max(lo_s, day_start(begin))
-    stop = hi_s if end is None else min(hi_s, day_start(end))
+    start = max(lo_s, berlin_day_start(begin))
+    stop = hi_s if end is None else min(hi_s, berlin_day_start(end))
     return start, max(start, stop)
 
 
@@ -79,7 +74,7 @@ def span_days(start_s: int, end_s: int) -> Decimal:
         return total
     day = dt.datetime.fromtimestamp(start_s, tz=BERLIN).date()
     while True:
-        d0, d1 = day_start(day), day_start(day + dt.timedelta(days=1))
+        d0, d1 = berlin_day_start(day), berlin_day_start(day + dt.timedelta(days=1))
         if d0 >= end_s:
             return total
         overlap = min(d1, end_s) - max(d0, start_s)

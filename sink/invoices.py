@@ -56,7 +56,7 @@ from sink.db import NEWEST_CONTRACTS_SQL, PORTFOLIO_ASSETS_SQL
 
 __all__ = [
     "EXIT_INVOICE_ERROR", "Contract", "Invoice", "Line", "MonthData", "compute_invoices",
-    "contract_errors", "export_invoices", "invoice_contract", "issue_invoices", "load_month",
+    "contract_errors", "exact_decimal", "export_invoices", "invoice_contract", "issue_invoices", "load_month",
     "money_entry", "months_with_data", "run_invoices", "store_invoices",
 ]
 
@@ -152,7 +152,7 @@ def _s(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-def _dec(value: object) -> Decimal | None:
+def exact_decimal(value: object) -> Decimal | None:
     """A database number as an exact decimal of its shortest text (0.1 -> Decimal('0.1'))."""
     if value is None:
         return None
@@ -382,8 +382,8 @@ def _contracts(conn: psycopg.Connection) -> list[Contract]:
     out = []
     for (cid, asset, begin, end, pm, price, fm, fee, pct, cap, email, mp, errors) in conn.execute(NEWEST_CONTRACTS):
         stored = tuple(str(e) for e in errors) if isinstance(errors, list) else ()
-        out.append(Contract(cid, asset, begin, end, (pm or "").strip().lower() or None, _dec(price),
-                            (fm or "").strip().lower() or None, _dec(fee), _dec(pct), _dec(cap), email, mp, stored))
+        out.append(Contract(cid, asset, begin, end, (pm or "").strip().lower() or None, exact_decimal(price),
+                            (fm or "").strip().lower() or None, exact_decimal(fee), exact_decimal(pct), exact_decimal(cap), email, mp, stored))
     return out
 
 
@@ -400,15 +400,15 @@ def load_month(conn: psycopg.Connection, year: int, month: int) -> MonthData:
         "   AND (live_kw IS NOT NULL OR final_kw IS NOT NULL) AND asset_id = ANY(%s) ORDER BY 1",
         (lo, hi, portfolio)))
     assets = sorted({c.asset_id for c in contracts})
-    rows = {(a, int(t)): AssetQh(_dec(best), src, _dec(latest), bool(rd)) for a, t, best, src, latest, rd in conn.execute(
+    rows = {(a, int(t)): AssetQh(exact_decimal(best), src, exact_decimal(latest), bool(rd)) for a, t, best, src, latest, rd in conn.execute(
         "SELECT asset_id, extract(epoch FROM delivery_start)::bigint, best_kw, best_source, latest_kw, redispatched"
         " FROM asset_qh WHERE delivery_start >= %s AND delivery_start < %s AND in_scope AND asset_id = ANY(%s)",
         (lo, hi, assets))}
-    vwap = {int(t): _dec(p) for t, p in conn.execute(
+    vwap = {int(t): exact_decimal(p) for t, p in conn.execute(
         "SELECT extract(epoch FROM delivery_start)::bigint, vwap_eur_mwh FROM trading_qh"
         " WHERE book = 'public' AND vwap_eur_mwh IS NOT NULL AND delivery_start >= %s AND delivery_start < %s",
         (lo, hi))}
-    comp = {int(t): _dec(p) for t, p in conn.execute(
+    comp = {int(t): exact_decimal(p) for t, p in conn.execute(
         "SELECT extract(epoch FROM delivery_start)::bigint, price_eur_mwh FROM redispatch_compensation"
         " WHERE delivery_start >= %s AND delivery_start < %s", (lo, hi))}
     return MonthData(year, month, contracts, tuple(int(t) for t in qhs), rows, vwap, comp)  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ from psycopg.rows import dict_row
 
 from intraday.qh import BERLIN, QH_S, UTC, berlin_month_bounds, iso
 from intraday.settlement import redispatch_compensation, vwap_minus_index
-from sink.invoices import MonthData, contract_period, invoice_contract, load_month
+from sink.invoices import MonthData, contract_period, exact_decimal, invoice_contract, load_month
 
 __all__ = ["ASSET_METRICS", "PORTFOLIO_METRICS", "WATERFALL_STEPS", "parse_period", "performance_report",
            "render_html", "report_csv", "report_json", "run_report", "write_report"]
@@ -279,17 +279,13 @@ def _z(v: Any) -> float:
     return 0.0 if v is None else float(v)
 
 
-def _dec(v: Any) -> Decimal | None:
-    return None if v is None else Decimal(repr(float(v)))
-
-
 def _redispatch_amounts(rows: Iterable[dict], asset_rows: dict[str, dict], port: dict) -> None:
     """``redispatch_mwh`` / ``redispatch_compensation_eur`` per asset and for the portfolio by
     ``intraday.settlement.redispatch_compensation`` (as on the invoices), in place."""
     mwh: dict[str, Decimal] = {}
     eur: dict[str, Decimal] = {}
     for r in rows:
-        q, amount = redispatch_compensation(_dec(r["latest_kw"]), _dec(r["price_eur_mwh"]))
+        q, amount = redispatch_compensation(exact_decimal(r["latest_kw"]), exact_decimal(r["price_eur_mwh"]))
         mwh[r["asset_id"]] = mwh.get(r["asset_id"], Decimal(0)) + q
         eur[r["asset_id"]] = eur.get(r["asset_id"], Decimal(0)) + (amount or Decimal(0))
     for a, row in asset_rows.items():
