@@ -399,15 +399,21 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         show, hide = {"display": "block"}, {"display": "none"}
         return tuple(show if tab == name else hide for name in ("portfolio", "asset", "report"))
 
-    @app.callback(Output("live", "value"), Input("as-of", "value"), prevent_initial_call=True)
-    def leave_live(_value):
+    @app.callback(Output("live", "value"), Input("as-of", "value"), State("as-of", "max"), State("live", "value"),
+                  prevent_initial_call=True)
+    def leave_live(value, slider_max, live):
+        """A move of the slider leaves live, unless it is at the live end (where the refresh puts
+        it while live is on, and where a user who drags it right means "now")."""
         require_user()
+        if live and isinstance(value, (int, float)) and isinstance(slider_max, (int, float)) and value >= slider_max:
+            return no
         return []
 
     outputs = [
         Output("clock", "children"), Output("countdown", "children"),
         Output("day", "options"), Output("day", "value"),
         Output("as-of", "min"), Output("as-of", "max"), Output("as-of", "marks"), Output("as-of", "disabled"),
+        Output("as-of", "value"),
         Output("as-of-label", "children"),
         Output("kpis", "children"), Output("cockpit", "figure"), Output("ribbon", "figure"),
         Output("prices", "figure"), Output("imbalance", "figure"),
@@ -482,6 +488,8 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
                 out["as-of.min"], out["as-of.max"] = int(lo.timestamp()), int(hi.timestamp())
                 out["as-of.marks"] = slider_marks(lo, hi)
                 out["as-of.disabled"] = False
+                if as_of is None:  # live: the handle at the live end, not at the day's first version
+                    out["as-of.value"] = out["as-of.max"]
                 out["as-of-label.children"] = (f"viewing as known at {F.berlin_time(as_of)} (trading panels: latest)"
                                                if as_of is not None else "live")
 

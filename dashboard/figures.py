@@ -40,6 +40,8 @@ COLORS = {
     "open_pos": "#ff7f0e", "vwap": "#111111", "idx_full": "#1f77b4", "idx_3h": "#9467bd",
     "idx_1h": "#17becf", "good": "#2ca02c", "bad": "#d62728", "now": "#d62728", "gate": "#ff7f0e",
     "final": "#1b7837", "live": "#2166ac", "redispatch": "#e08214", "forecast": "#bababa", "none": "#f0f0f0",
+    # an estimate's cost has its own hues (and a hatch): never mistaken for a settled one
+    "good_estimate": "#a6dba0", "bad_estimate": "#f4a582",
 }
 STATUS_ORDER = ("open", "closed", "delivering", "measured", "settled")
 
@@ -247,12 +249,17 @@ def _step_trace(name: str, xs: list[str], xends: list[str], ys: list[float | Non
             "hovertemplate": f"%{{customdata}}<br>{name}: {value}<extra></extra>"}
 
 
+LEGEND_MARGIN_B = 72  # tick labels, the axis title, then one legend row
+
+
 def _base_layout(day: dt.date, title: str, height: int, **extra: Any) -> dict[str, Any]:
     return {
         "title": {"text": title, "x": 0.01, "font": {"size": 14}},
-        "height": height, "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
+        "height": height, "margin": {"l": 60, "r": 20, "t": 40, "b": LEGEND_MARGIN_B},
         "paper_bgcolor": "white", "plot_bgcolor": "white",
-        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+        # under the time axis' title, at the container's foot: the modebar (top right) never
+        # covers it, and it never sits on the plot
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"},
         "hovermode": "closest" if is_dst_day(day) else "x unified",
         "uirevision": day.isoformat(),  # keep the user's zoom across live updates
         "xaxis": xaxis_layout(day),
@@ -550,7 +557,8 @@ def imbalance_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
             "type": "bar", "name": f"{source} price", "x": [xm[k] for k in idx], "y": [cost[k] for k in idx],
             "width": BAR_WIDTH_MS,
             "customdata": [[berlin_label(starts[k]), imb[k], price[k]] for k in idx],
-            "marker": {"color": [COLORS["bad"] if cost[k] > 0 else COLORS["good"] for k in idx],
+            "marker": {"color": [COLORS["bad" if cost[k] > 0 else "good"] if source == "final"
+                                 else COLORS["bad_estimate" if cost[k] > 0 else "good_estimate"] for k in idx],
                        "opacity": opacity,
                        # an estimate is hatched, not only paler: told apart in print and by colour-blind eyes
                        **({"pattern": {"shape": "/", "fgcolor": "#555555", "size": 5}} if source == "estimate" else {}),
@@ -585,7 +593,7 @@ def source_ribbon_figure(counts: pd.DataFrame, day: dt.date,
                      "hovertemplate": f"%{{customdata}}<br>{source}: %{{y}} assets<extra></extra>"})
     layout = _base_layout(day, title, 170, barmode="stack", bargap=0,
                           yaxis={"title": {"text": "assets"}, "rangemode": "tozero", "gridcolor": "#eeeeee"})
-    layout["margin"] = {"l": 60, "r": 20, "t": 40, "b": 30}
+    layout["margin"] = {"l": 60, "r": 20, "t": 40, "b": 52}  # tick labels, then the legend row
     layout["xaxis"]["title"] = {"text": ""}
     return {"data": data, "layout": layout}
 
@@ -672,4 +680,6 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
                           yaxis={"title": {"text": "MW"}, "domain": [0.3, 1], "gridcolor": "#eeeeee"},
                           yaxis2={"title": {"text": "EUR"}, "domain": [0, 0.22], "zeroline": True,
                                   "zerolinecolor": "#999999", "gridcolor": "#eeeeee"})
+    # the time axis under the lower (cost) plot, so that its title is not drawn across the bars
+    layout["xaxis"] = {**layout["xaxis"], "anchor": "y2"}
     return {"data": data, "layout": layout}

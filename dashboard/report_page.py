@@ -130,6 +130,7 @@ def waterfall_figure(report: dict | None, scope: str | None = "portfolio") -> di
         "type": "waterfall", "orientation": "v", "name": "EUR",
         "measure": [s["kind"] for s in steps], "x": [s["label"] for s in steps], "y": [s["eur"] for s in steps],
         "text": [f"{s['eur']:,.0f}" for s in steps], "textposition": "outside",
+        "cliponaxis": False,  # the value above the tallest bar is not cut by the plot area
         "increasing": {"marker": {"color": COLORS["up"]}}, "decreasing": {"marker": {"color": COLORS["down"]}},
         "totals": {"marker": {"color": COLORS["total"]}}, "connector": {"line": {"color": "#999"}},
         "hovertemplate": "%{x}: %{y:,.2f} EUR<extra></extra>"}],

@@ -506,8 +506,34 @@ def test_imbalance_figure_sign_and_price_source():
     traces = {t["name"]: t for t in fig["data"]}
     assert traces["final price"]["y"] == [-20.0] and traces["final price"]["marker"]["color"] == [F.COLORS["good"]]
     est = traces["estimate price"]
-    assert est["y"] == [30.0] and est["marker"]["color"] == [F.COLORS["bad"]] and est["marker"]["opacity"] < 1
+    assert est["y"] == [30.0] and est["marker"]["color"] == [F.COLORS["bad_estimate"]] and est["marker"]["opacity"] < 1
     assert est["marker"]["pattern"]["shape"] == "/" and "pattern" not in traces["final price"]["marker"]
+    # final and estimate in their own colours, whatever the sign
+    finals = {F.COLORS["good"], F.COLORS["bad"]}
+    assert not finals & {F.COLORS["good_estimate"], F.COLORS["bad_estimate"]}
+
+
+def test_charts_keep_legends_clear_of_the_modebar_and_axis_titles_off_the_bars():
+    """The legend sits at the container's foot (the modebar is top right); a time axis of a
+    figure with a lower bar plot is anchored to that plot, so its title is drawn under the bars."""
+    port = small_portfolio()
+    trading = pd.DataFrame({"delivery_start": pd.to_datetime([A, B], utc=True),
+                            "private_vwap_eur_mwh": [100.0, 90.0], "idx_full_eur_mwh": [95.0, 95.0],
+                            "idx_3h_eur_mwh": [96.0, 94.0], "idx_1h_eur_mwh": [97.0, 93.0]})
+    asset = pd.DataFrame({"delivery_start": pd.to_datetime([A, B], utc=True), "latest_kw": [1.0, 2.0],
+                          "tradeable_kw": [1.0, 2.0], "best_kw": [1.0, 2.0], "best_source": ["final", "live"],
+                          "live_kw": [1.0, 2.0], "final_kw": [1.0, None], "redispatched": [False, False],
+                          "cost_eur": [3.0, -1.0], "price_source": ["final", "estimate"]})
+    figs = {"cockpit": F.cockpit_figure(port, DAY, T(10, 26)), "prices": F.price_figure(trading, DAY, T(10, 26)),
+            "imbalance": F.imbalance_figure(port, DAY, T(10, 26)), "asset": F.asset_figure(asset, DAY, W1, T(10, 26))}
+    for name, fig in figs.items():
+        legend = fig["layout"]["legend"]
+        assert legend["yref"] == "container" and legend["y"] == 0 and legend["yanchor"] == "bottom", name
+        assert fig["layout"]["margin"]["b"] >= 60, name  # room for the ticks, the axis title and the legend
+    for name in ("prices", "asset"):
+        layout = figs[name]["layout"]
+        assert "y2" in {t.get("yaxis") for t in figs[name]["data"]}, name
+        assert layout["xaxis"]["anchor"] == "y2" and layout["yaxis2"]["domain"][0] == 0, name
 
 
 def test_source_ribbon_figure():
@@ -707,6 +733,21 @@ def test_as_known_at_through_the_callback(app_and_creds):
     assert resp["as-of-label"]["children"].startswith("viewing as known at 2025-06-08 12:00:00 CEST")
     assert [a["id"].split("|")[0] for a in resp["alerts"]["data"]] == ["a3", "a1"]
     assert (resp["as-of"]["min"], resp["as-of"]["max"]) == (int(T(9, 0).timestamp()), int(T(10, 26).timestamp()))
+    assert "value" not in resp["as-of"]  # a chosen instant stays where the user put it
+    # live: the handle at the live end; that move does not leave live, a move left of it does
+    resp = c.post("/_dash-update-component", json=refresh_body(app), headers={CSRF_HEADER: csrf}).get_json()["response"]
+    assert resp["as-of"]["value"] == resp["as-of"]["max"] == int(T(10, 26).timestamp())
+    end = resp["as-of"]["max"]
+
+    def leave_live(value):
+        body = callback_body(app, "live.value", {"as-of.value": value, "as-of.max": end, "live.value": ["live"]},
+                             ["as-of.value"])
+        r = c.post("/_dash-update-component", json=body, headers={CSRF_HEADER: csrf})
+        return r.status_code, (r.get_json() or {}).get("response") if r.status_code == 200 else None
+
+    status, response = leave_live(end)
+    assert status == 204 or "live" not in (response or {})  # nothing changes at the live end
+    assert leave_live(end - 3600) == (200, {"live": {"value": []}})
 
 
 def test_wrong_password_and_throttle(app_and_creds):
