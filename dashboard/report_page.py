@@ -294,7 +294,7 @@ def register_callbacks(app, pool, *, db_scoped: bool = False) -> None:
     from psycopg_pool import PoolTimeout
 
     from dashboard.auth import require_user
-    from sink.report import render_html, report_csv, report_json
+    from sink.report import delivered_text, render_html, report_csv, report_json
 
     no = dash.no_update
     db_errors = (psycopg.Error, PoolTimeout)
@@ -331,7 +331,7 @@ def register_callbacks(app, pool, *, db_scoped: bool = False) -> None:
             log.warning("report failed: %s", msg)
             return no, f"database unavailable: {msg}"
         p = report["period"]
-        return report, f"{p['first_day']} to {p['last_day']}: {p['qh_count']} QHs" + (
+        return report, f"{p['first_day']} to {p['last_day']}: {delivered_text(p)}" + (
             f" · {len(report['warnings'])} note(s): " + " | ".join(report["warnings"]) if report["warnings"] else "")
 
     @app.callback(Output("report-kpis", "data"), Output("report-kpis", "columns"), Output("report-scope", "options"),

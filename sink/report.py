@@ -6,6 +6,9 @@ contracts (the invoice rules of ``sink.invoices``, applied to the period), and r
 dict::
 
     period      start / end (UTC, end exclusive), Berlin first / last day, QHs in the period
+                (``qh_count``), of them delivered (``delivered_qh``, until ``delivered_until``;
+                ``in_progress`` while a period reaches past now: then every figure counts the
+                delivered QHs only)
     portfolio   the metrics of the whole portfolio, with its attribution waterfall
     assets      one entry per asset (sorted by id): the same metrics, the portfolio's trading and
                 imbalance amounts allocated by produced MWh per QH, and its own waterfall
@@ -55,8 +58,8 @@ from intraday.qh import BERLIN, QH_S, UTC, berlin_month_bounds, iso
 from intraday.settlement import redispatch_compensation, vwap_minus_index
 from sink.invoices import MonthData, contract_period, exact_decimal, invoice_contract, load_month
 
-__all__ = ["ASSET_METRICS", "PORTFOLIO_METRICS", "WATERFALL_STEPS", "parse_period", "performance_report",
-           "render_html", "report_csv", "report_json", "run_report", "write_report"]
+__all__ = ["ASSET_METRICS", "PORTFOLIO_METRICS", "WATERFALL_STEPS", "delivered_text", "delivered_until", "parse_period",
+           "performance_report", "render_html", "report_csv", "report_json", "run_report", "write_report"]
 
 REPORT_VERSION = 1
 
@@ -440,17 +443,48 @@ def _payments_of(records: list[dict], asset: str | None = None) -> dict[str, Any
             "contracts": len(mine), "contracts_in_error": len(mine) - len(ok)}
 
 
+# the event-time "now" while a replay runs (its clock, or a newer result row); None once the
+# replay has sent its last event or without any replay (then the wall clock is "now")
+_CLOCK_SQL = """
+SELECT CASE WHEN bool_and(done) THEN NULL ELSE greatest(
+    max(now),
+    (SELECT max(known_at) FROM asset_qh), (SELECT max(known_at) FROM portfolio_qh),
+    (SELECT max(known_at) FROM trading_qh)) END
+FROM replay_clock"""
+
+
+def delivered_until(conn: psycopg.Connection, clock: Any = None) -> dt.datetime:
+    """The end of the last delivered QH: a QH ``[t, t + 15 min)`` is delivered once the clock has
+    reached ``t + 15 min``. The clock is ``clock`` if given, else the running replay's clock, else
+    the wall clock (a finished replay has delivered its whole day)."""
+    if clock is None:
+        clock = conn.execute(_CLOCK_SQL).fetchone()[0]
+        if clock is None:
+            clock = dt.datetime.now(tz=UTC)
+    s = int(_utc(clock).timestamp())
+    return dt.datetime.fromtimestamp(s - s % QH_S, tz=UTC)
+
+
 def performance_report(conn: psycopg.Connection, start_utc: Any, end_utc: Any,
-                       assets: Sequence[str] | None = None) -> dict[str, Any]:
+                       assets: Sequence[str] | None = None, *, clock: Any = None) -> dict[str, Any]:
     """The performance report of ``[start_utc, end_utc)`` (aware instants or ISO text).
 
     ``assets``: the assets listed (default every asset with in-scope rows or a contract); the
     portfolio is always the whole portfolio. Reads portfolio-wide tables: a staff report, not
     for asset owners (it shows our trading result and margin).
+
+    A period that reaches past "now" (``clock``, default :func:`delivered_until`'s) is a period
+    in progress: every figure (produced volume, revenue, imbalance, payments, margin) counts the
+    delivered QHs only, and ``period`` says how many of the expected QHs those are.
     """
     start, end = _utc(start_utc), _utc(end_utc)
     if end <= start:
         raise ValueError(f"empty period {start.isoformat()} .. {end.isoformat()}")
+    expected_qh = int((end - start).total_seconds()) // QH_S
+    cut = min(end, max(start, delivered_until(conn, clock)))
+    in_progress = cut < end
+    end_of_period = end
+    end = cut
     params = {"start": start, "end": end}
     with conn.cursor(row_factory=dict_row) as cur:
         asset_rows = {r["asset_id"]: dict(r) for r in cur.execute(_ASSETS_SQL, params)}
@@ -460,7 +494,7 @@ def performance_report(conn: psycopg.Connection, start_utc: Any, end_utc: Any,
         redispatched = cur.execute(_REDISPATCH_SQL, params).fetchall()
     _redispatch_amounts(redispatched, asset_rows, port)
     start_s, end_s = int(start.timestamp()), int(end.timestamp())
-    payments = owner_payments(conn, start_s, end_s)
+    payments = owner_payments(conn, start_s, end_s) if end > start else []
     base = _num(port.pop("base_price_eur_mwh"))
     port.pop("_end", None)
 
@@ -515,13 +549,19 @@ def performance_report(conn: psycopg.Connection, start_utc: Any, end_utc: Any,
         warnings.append(f"{p['allocation_residual_eur']:.2f} EUR of the portfolio result is not allocated to "
                         "assets (QHs without positive production, or negative production)")
 
+    delivered_qh = (end_s - start_s) // QH_S
+    if in_progress:
+        until = end.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M %Z")
+        warnings.insert(0, f"period in progress: {delivered_qh} of {expected_qh} QHs delivered (until {until}); "
+                           "every figure counts the delivered QHs only")
     first_day = start.astimezone(BERLIN).date()
-    last_day = (end - dt.timedelta(microseconds=1)).astimezone(BERLIN).date()
+    last_day = (end_of_period - dt.timedelta(microseconds=1)).astimezone(BERLIN).date()
     return {
         "report": "performance", "version": REPORT_VERSION, "currency": "EUR", "definitions": "docs/report.md",
         "generated_at": dt.datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "period": {"start": iso(start_s), "end": iso(end_s), "first_day": first_day.isoformat(),
-                   "last_day": last_day.isoformat(), "qh_count": (end_s - start_s) // QH_S},
+        "period": {"start": iso(start_s), "end": iso(int(end_of_period.timestamp())),
+                   "first_day": first_day.isoformat(), "last_day": last_day.isoformat(), "qh_count": expected_qh,
+                   "delivered_qh": delivered_qh, "delivered_until": iso(end_s), "in_progress": in_progress},
         "portfolio": _clean(p),
         "assets": asset_list,
         "assets_total": _clean({**total, "asset_count": len(listed)}),
@@ -820,6 +860,16 @@ def _berlin_label(text: str) -> str:
     return t.strftime("%d.%m. %H:%M")
 
 
+def delivered_text(period: dict) -> str:
+    """"96 quarter-hours", or for a period in progress "40 of 96 quarter-hours delivered (until
+    2025-06-08 10:00 CEST)"."""
+    if not period.get("in_progress"):
+        return f"{period['qh_count']} quarter-hours"
+    until = dt.datetime.fromisoformat(period["delivered_until"].replace("Z", "+00:00")).astimezone(BERLIN)
+    return (f"{period['delivered_qh']} of {period['qh_count']} quarter-hours delivered "
+            f"(until {until.strftime('%Y-%m-%d %H:%M %Z')})")
+
+
 def render_html(report: dict) -> str:
     """The report as one self-contained HTML page (tables and inline SVG charts)."""
     e = html.escape
@@ -881,7 +931,7 @@ text-align:left;font-size:.9em}}.n{{text-align:right;font-variant-numeric:tabula
 .charts svg{{display:block;margin:.5em 0 1.2em}}.warn{{color:#a60}}</style></head><body>
 <h1>Performance report</h1>
 <p>Delivery {e(period['first_day'])} to {e(period['last_day'])} (Europe/Berlin), UTC [{e(period['start'])},
-{e(period['end'])}), {period['qh_count']} quarter-hours. Amounts in EUR, net of VAT. Definitions:
+{e(period['end'])}), {delivered_text(period)}. Amounts in EUR, net of VAT. Definitions:
 {e(report['definitions'])}. Generated {e(report['generated_at'])}.</p>
 {f'<ul class="warn">{warnings}</ul>' if warnings else ''}
 <h2>Key figures</h2>

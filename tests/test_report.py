@@ -615,7 +615,7 @@ def test_the_page_callbacks_compute_draw_download_and_refuse_owners(hand, tmp_pa
         report = resp["report-data"]["data"]
         # the whole Berlin day: the capacity fee for 1 of June's 30 days
         assert report["portfolio"]["margin_eur"] == pytest.approx(212 + 20 - 182.5 + 11.25 + 600 / 30)
-        assert "96 QHs" in resp["report-msg"]["children"]  # the Berlin day of 2025-06-10
+        assert "96 quarter-hours" in resp["report-msg"]["children"]  # the Berlin day of 2025-06-10
         drawn = post(c, csrf, "report-waterfall.figure", {"report-data.data": report, "report-scope.value": "B"},
                      ["report-data.data"]).get_json()["response"]
         assert drawn["report-waterfall"]["figure"]["data"][0]["y"][-1] == pytest.approx(
@@ -666,3 +666,31 @@ def test_the_report_says_what_it_counts():
     assert "we pay" in labels["imbalance_cost_eur"]  # the sign, against the waterfall's minus
     assert not any("(sum)" in label for label in labels.values())
     assert "ratios" in RP.kpi_columns({"assets": []})[-1]["name"]
+
+
+def test_a_period_in_progress_counts_the_delivered_qhs_only(hand):
+    """While a replay runs, the report of its day counts only the QHs delivered by its clock, and
+    says so; once the replay has finished (or without a replay: the wall clock) the whole period."""
+    with psycopg.connect(hand, autocommit=True) as conn:
+        whole = performance_report(conn, QH1, END)
+        first = performance_report(conn, QH1, QH2)
+        running = performance_report(conn, QH1, END, clock=QH2 + dt.timedelta(minutes=5))  # QH2 not yet over
+        assert running["period"] | {} == {**running["period"], "qh_count": 2, "delivered_qh": 1,
+                                          "in_progress": True, "delivered_until": "2025-06-10T10:15:00Z",
+                                          "end": "2025-06-10T10:30:00Z"}
+        assert running["warnings"][0] == ("period in progress: 1 of 2 QHs delivered (until 2025-06-10 12:15 CEST); "
+                                          "every figure counts the delivered QHs only")
+        for key in ("produced_mwh", "revenue_eur", "imbalance_cost_eur", "infeed_payout_eur", "margin_eur"):
+            assert running["portfolio"][key] == pytest.approx(first["portfolio"][key]), key
+        assert running["portfolio"]["produced_mwh"] == pytest.approx(1.5) != whole["portfolio"]["produced_mwh"]
+        assert "1 of 2 quarter-hours delivered (until 2025-06-10 12:15 CEST)" in render_html(running)
+        assert not whole["period"]["in_progress"] and whole["period"]["delivered_qh"] == 2  # wall clock: 2026
+
+        # the clock of a running replay is the default "now"; a finished replay has delivered its day
+        conn.execute("INSERT INTO replay_clock (clock, now, replay_id, speed, done) VALUES "
+                     "('clock', %s, 'r1', '60', false)", (QH2 + dt.timedelta(minutes=5),))
+        assert performance_report(conn, QH1, END)["portfolio"]["produced_mwh"] == pytest.approx(1.5)
+        before = performance_report(conn, QH1, QH1 + dt.timedelta(minutes=15), clock=QH1)  # nothing delivered yet
+        assert before["period"]["delivered_qh"] == 0 and before["portfolio"]["qh"] == 0
+        conn.execute("UPDATE replay_clock SET done = true")
+        assert performance_report(conn, QH1, END)["portfolio"] == whole["portfolio"]
