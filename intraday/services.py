@@ -95,6 +95,10 @@ class EmbeddedBroker:
         self.proc = subprocess.Popen(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # its own session: a Ctrl-C to the terminal's process group reaches the worker and the
+            # sink, which commit and leave their groups through the broker; the broker is stopped
+            # by us, last (and still dies with us: PR_SET_PDEATHSIG)
+            start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         logf.close()

@@ -21,8 +21,23 @@ def _start_demo(state, port):
     env = dict(os.environ, INTRADAY_STATE_DIR=str(state), INTRADAY_DASHBOARD_PORT=str(port))
     for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
         env.pop(k, None)
-    return subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo", "--speed", "max"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state.parent / "demo.stderr", "ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo", "--speed", "max"], env=env,
+                                stdout=subprocess.PIPE, stderr=err, text=True,
+                                start_new_session=True)  # its own process group, as in a terminal
+
+
+def _exit_order(procs: dict[str, psutil.Process], timeout: float) -> list[str]:
+    """The names of ``procs`` in the order they exit (polled until all are gone or the deadline)."""
+    order: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(order) < len(procs) and time.monotonic() < deadline:
+        for name, p in procs.items():
+            if name not in order and (not p.is_running() or p.status() == psutil.STATUS_ZOMBIE):
+                order.append(name)
+        time.sleep(0.02)
+    return order
 
 
 def _wait_for_line(proc, needle, timeout):
@@ -45,7 +60,7 @@ def _postmaster_pid(state):
     return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM-to-the-command", "Ctrl-C-to-the-group"])
 def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_signal):
     state = tmp_path / "state"
     port = free_port()
@@ -68,8 +83,21 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
         assert status.returncode == 0, status.stderr[-2000:]
         assert " ok" in status.stdout.splitlines()[0] and "quarantine" in status.stdout
 
-        proc.send_signal(stop_signal)
+        def role(p: psutil.Process) -> str | None:
+            cmd = " ".join(p.cmdline())
+            return next((r for r in ("broker", "worker", "sink") if r in cmd.split("intraday.cli")[-1].split()
+                         or (r == "broker" and " broker " in f" {cmd} ")), None)
+
+        watched = {r: p for p in children if (r := role(p))}
+        assert sorted(watched) == ["broker", "sink", "worker"], [c.cmdline() for c in children]
+        if stop_signal == signal.SIGINT:  # Ctrl-C in a terminal: the whole foreground process group
+            os.killpg(os.getpgid(proc.pid), stop_signal)
+        else:  # as make forwards a SIGTERM: to the command only
+            proc.send_signal(stop_signal)
+        order = _exit_order(watched, 90)
         assert proc.wait(90) == 0
+        # the worker and the sink leave their consumer groups through a running broker
+        assert order[-1] == "broker", order
         gone, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"orphans: {[p.cmdline() for p in alive]}"
         deadline = time.monotonic() + 30
@@ -77,6 +105,10 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
             time.sleep(0.1)
         assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
         assert not (state / "services.json").exists()
+        # a clean stop: no interpreter error on the way out, in the command or any child's log
+        for log_file in [tmp_path / "demo.stderr", *sorted((state / "logs").glob("*.log"))]:
+            text = log_file.read_text(errors="replace")
+            assert "SystemError" not in text and "Fatal Python error" not in text, (log_file, text[-2000:])
     finally:
         if proc.poll() is None:
             proc.kill()
