@@ -409,6 +409,15 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
             return no
         return []
 
+    @app.callback(Output("report-range", "start_date"), Output("report-range", "end_date"), Input("day", "value"),
+                  prevent_initial_call=True)
+    def report_follows_day(day_value):
+        """The report's period follows the desk's delivery day (chosen, or filled in once the first
+        day has data): a report opened after the desk shows that day, not the wall clock's."""
+        require_user()
+        day = _parse_day(day_value)
+        return (day.isoformat(), day.isoformat()) if day else (no, no)
+
     outputs = [
         Output("clock", "children"), Output("countdown", "children"),
         Output("day", "options"), Output("day", "value"),

@@ -645,8 +645,14 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
             ys = _nums(g["power_kw"], 1 / 1000)
             label = f"version {_utc(version).astimezone(BERLIN).strftime('%d.%m. %H:%M')}"
             grey = {"color": f"rgb({gray},{gray},{gray})", "width": 1}
-            data.append(_step_trace(label, vx, vxe, ys, [berlin_label(t) for t in vs], grey, "%{y:.3f} MW",
-                                    yaxis="y", legendgroup="versions", opacity=0.8))
+            trace = _step_trace(label, vx, vxe, ys, [berlin_label(t) for t in vs], grey, "%{y:.3f} MW",
+                                yaxis="y", legendgroup="versions", opacity=0.8)
+            # one legend entry for all of them (the hover names each version): a legend row per
+            # version would wrap onto the time axis; a click on it shows or hides them together
+            trace["showlegend"] = i == len(groups) - 1
+            if trace["showlegend"]:
+                trace["name"] = f"{len(groups)} forecast versions (older greyer)"
+            data.append(trace)
     best = _nums(asset["best_kw"], 1 / 1000)
     if any(v is not None for v in best):
         data.append(_step_trace("best-of-infeed", xs, xe, best,

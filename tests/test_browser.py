@@ -8,19 +8,27 @@ that every callback POST carried the CSRF header (and that one without it is ref
 a screenshot to the test's tmp directory (and to ``docs/screenshots/desk.png`` with
 ``INTRADAY_UPDATE_SCREENSHOT=1``).
 
+A second path, as a newcomer meets it: ``intraday demo`` at its default speed, the login it
+prints, the next-QH table with data checked against the database, an alert acknowledged through
+the page, and a screenshot of each tab (``docs/screenshots/{portfolio,asset,report}.png``).
+
 Skipped, with the reason, only when ``/usr/bin/chromium`` or ``/usr/bin/chromedriver`` is missing.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -352,3 +360,179 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
         "clip": {"x": 0, "y": 0, "width": WINDOW[0], "height": height, "scale": 1}})
     (tmp_path / "desk-full.png").write_bytes(base64.b64decode(shot["data"]))
 
+
+
+# ---------------------------------------------------------------------------------------------
+# the demo as a newcomer meets it: default speed, the printed login, the desk filling at once
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DEMO_URL_TIMEOUT_S = 180  # the services start (a bound for a condition, not a speed claim)
+DEMO_DATA_TIMEOUT_S = 120
+
+
+def _drain(proc: subprocess.Popen, lines: list[str]) -> threading.Thread:
+    """Read the demo's stdout into ``lines`` (a full pipe would block the demo)."""
+    def run():
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def _wait_lines(proc: subprocess.Popen, lines: list[str], needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hit = next((ln for ln in list(lines) if needle in ln), None)
+        if hit is not None:
+            return hit
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"no {needle!r} from the demo within {timeout}s (exit {proc.poll()}): {lines[-30:]}")
+
+
+def _cell_number(text: str) -> float | None:
+    text = text.strip().replace(",", "")
+    return float(text) if text else None
+
+
+def _first_next_qh_row(browser) -> dict[str, str] | None:
+    cells = browser.execute_script("""
+        const row = document.querySelector('#next-qh tr td.dash-cell[data-dash-column=qh]');
+        if (!row) return null;
+        const out = {};
+        for (const td of row.parentElement.querySelectorAll('td.dash-cell')) out[td.dataset.dashColumn] = td.innerText;
+        return out;""")
+    return cells
+
+
+def _shoot(browser, tmp_path: Path, name: str) -> Path:
+    browser.execute_script("window.scrollTo(0, 0)")
+    path = tmp_path / f"{name}.png"
+    assert browser.save_screenshot(str(path))
+    assert path.stat().st_size > 20_000, f"{name}: an empty picture"
+    if os.environ.get("INTRADAY_UPDATE_SCREENSHOT") == "1":  # refresh the README's pictures on demand
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    return path
+
+
+def test_the_demo_at_its_default_speed_in_the_browser(fresh_db, browser, tmp_path):
+    """``intraday demo`` at its default speed (60x from 06:00 Berlin): the printed login works,
+    the next-QH table holds data soon after the URL is printed and its first row is what the
+    database says, an alert is acknowledged through the page, the as-known-at handle sits at
+    the live end, and each tab is kept as a screenshot (docs/screenshots/ on demand)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from intraday.config import Settings
+
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"),
+               INTRADAY_DASHBOARD_PORT=str(port))
+    for k in ("KAFKA_BOOTSTRAP_SERVERS", "INTRADAY_AUTH", "INTRADAY_SECRET_KEY", "INTRADAY_USERS_FILE",
+              "FLASK_DEBUG", "DASH_DEBUG"):
+        env.pop(k, None)
+    act_mwh = Settings.from_env(env).alert_imbalance_mwh
+    lines: list[str] = []
+    with open(tmp_path / "demo.stderr", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo"], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
+    _drain(proc, lines)
+    try:
+        url_line = _wait_lines(proc, lines, "dashboard: http://127.0.0.1", DEMO_URL_TIMEOUT_S)
+        printed = time.monotonic()
+        url = url_line.split()[1]
+        login = _wait_lines(proc, lines, "login: user 'desk'", 30)
+        password = ast.literal_eval(re.search(r"password ('[^']*'|\"[^\"]*\")", login).group(1))
+        wait_for_port(proc, port, tmp_path / "demo.stderr", START_TIMEOUT_S)
+        wait = WebDriverWait(browser, DEMO_DATA_TIMEOUT_S, poll_frequency=0.25)
+
+        browser.get(url + "/")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "form input[name=username]")))
+        browser.find_element(By.ID, "u").send_keys("desk")
+        browser.find_element(By.ID, "p").send_keys(password)
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(lambda d: "/login" not in d.current_url)
+
+        # the next quarter-hours, with data
+        wait.until(lambda d: (_first_next_qh_row(d) or {}).get("qh"))
+        desk_after_s = time.monotonic() - printed
+        print(f"next-QH table with data {desk_after_s:.1f} s after the URL was printed")
+        # its first row is the database's first tradeable QH at the clock (the page refreshes on
+        # a tick while the clock runs at 60x: compare until the two agree, within a deadline)
+        seen: list[tuple] = []
+
+        def first_row_matches(d) -> bool:
+            row = _first_next_qh_row(d)
+            with psycopg.connect(fresh_db, autocommit=True) as conn:
+                clock = Q.replay_clock(conn)
+                day = clock.tz_convert("Europe/Berlin").date()
+                want = F.next_qh_records(Q.query_portfolio(conn, day), Q.query_trading(conn, day), clock,
+                                         act_mwh=act_mwh)
+            if not row or not want:
+                return False
+            w = want[0]
+            got = (row.get("qh"), _cell_number(row.get("open_mwh", "")), _cell_number(row.get("eur_at_risk", "")),
+                   row.get("act", "").strip())
+            expected = (w["qh"], w["open_mwh"], w["eur_at_risk"], w["act"])
+            seen.append((got, expected))
+            return got == expected
+
+        try:
+            wait.until(first_row_matches)
+        except Exception:
+            raise AssertionError(f"the first next-QH row never matched the database: {seen[-5:]}") from None
+        assert seen[-1][0][0].endswith(("CEST", "CET")), seen[-1]  # the QH says its zone
+        headers = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#next-qh th.dash-header")]
+        assert any("to gate closure" in h for h in headers) and "EUR at risk" in headers, headers
+
+        # live: the as-known-at handle at the live end
+        def handle_at_live_end(d) -> bool:
+            h = d.find_elements(By.CSS_SELECTOR, "#as-of [role=slider]")
+            return bool(h) and h[0].get_attribute("aria-valuenow") == h[0].get_attribute("aria-valuemax") is not None
+
+        wait.until(handle_at_live_end)
+        _shoot(browser, tmp_path, "portfolio")
+
+        # acknowledge an alert through the page; the database has it
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts td.dash-select-cell input"))
+        title = browser.find_element(By.ID, "alerts-title").text
+        assert re.match(r"Alerts: \d+ open", title), title
+        browser.find_element(By.CSS_SELECTOR, "#alerts td.dash-select-cell input").click()
+        browser.find_element(By.ID, "ack-btn").click()
+        wait.until(lambda d: "acknowledged" in d.find_element(By.ID, "ack-msg").text.lower())
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            acked = conn.execute("SELECT count(DISTINCT alert_id) FROM alerts WHERE acknowledged_by = 'desk'"
+                                 ).fetchone()[0]
+        assert acked == 1, (acked, browser.find_element(By.ID, "ack-msg").text)
+
+        # the asset drill-down, then the performance report of the day in progress
+        browser.find_element(By.XPATH, "//*[@id='tab']//*[normalize-space()='Asset drill-down']").click()
+        wait.until(lambda d: d.execute_script(GRAPH_STATE_JS, ["asset-graph"])["asset-graph"]["points"] > 0)
+        _shoot(browser, tmp_path, "asset")
+        browser.find_element(By.XPATH, "//*[@id='tab']//*[normalize-space()='Performance report']").click()
+        wait.until(EC.element_to_be_clickable((By.ID, "report-run"))).click()
+        wait.until(lambda d: "quarter-hours" in d.find_element(By.ID, "report-msg").text)
+        msg = browser.find_element(By.ID, "report-msg").text
+        # the desk's delivery day (not the wall clock's), in progress since the replay began at 06:00
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            desk_day = Q.replay_clock(conn).tz_convert("Europe/Berlin").date().isoformat()
+        assert msg.startswith(f"{desk_day} to {desk_day}"), msg
+        done = re.search(r"(\d+) of (92|96|100) quarter-hours delivered", msg)
+        assert done and int(done.group(1)) > 0, msg
+        wait.until(lambda d: d.execute_script(GRAPH_STATE_JS, ["report-waterfall"])["report-waterfall"]["points"] > 0)
+        assert browser.find_elements(By.CSS_SELECTOR, "#report-kpis td.dash-cell")
+        _shoot(browser, tmp_path, "report")
+
+        severe = [e for e in browser.get_log("browser")
+                  if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
+        assert not severe, severe
+        assert proc.poll() is None, lines[-20:]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(90)
+    assert code == 0, (tmp_path / "demo.stderr").read_text()[-3000:]

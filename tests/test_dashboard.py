@@ -1032,3 +1032,16 @@ def test_the_next_quarter_hours_table_shows_what_is_open_and_what_it_risks():
     assert rows[1]["open_mwh"] == 0.0 and rows[1]["eur_at_risk"] is None and rows[1]["act"] == ""  # flat, no price
     assert rows[2]["open_mwh"] is None and rows[2]["act"] == ""  # no tradeable forecast: nothing to say
     assert F.next_qh_records(portfolio, trading, None) == []
+
+
+def test_the_report_period_follows_the_desks_delivery_day(app_and_creds):
+    """The report tab opens on the day the desk shows (filled in once the first day has data),
+    not on the wall clock's date."""
+    app, (user, password) = app_and_creds
+    c = app.server.test_client()
+    csrf = login(c, user, password)
+    body = callback_body(app, "report-range.start_date", {"day.value": DAY.isoformat()}, ["day.value"])
+    r = c.post("/_dash-update-component", json=body, headers={CSRF_HEADER: csrf})
+    assert r.status_code == 200, r.data[:300]
+    out = r.get_json()["response"]["report-range"]
+    assert out == {"start_date": DAY.isoformat(), "end_date": DAY.isoformat()}

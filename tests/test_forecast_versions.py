@@ -57,5 +57,7 @@ def test_the_drill_down_picks_a_few_versions_over_the_day_and_the_newest(fresh_d
     with psycopg.connect(fresh_db) as conn:
         asset = Q.query_asset(conn, DAY, "A", None)
     fig = F.asset_figure(asset, DAY, "A", None, versions=df)
-    names = [t["name"] for t in fig["data"]]
-    assert sum(n.startswith("version ") for n in names) == 5, names
+    versions = [t for t in fig["data"] if t.get("legendgroup") == "versions"]
+    assert len(versions) == 5 and all("<br>version " in t["hovertemplate"] for t in versions)
+    # one legend entry for them all, so that the legend stays one row under the time axis
+    assert [t["name"] for t in versions if t["showlegend"]] == ["5 forecast versions (older greyer)"]
