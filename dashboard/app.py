@@ -50,6 +50,7 @@ from dashboard.auth import (
 from intraday.config import ConfigError, Settings
 from intraday.qh import BERLIN, UTC
 from intraday.status import broker_health, recent_latency_ms
+from sink.db import connection_kwargs
 
 log = logging.getLogger("intraday.dashboard")
 
@@ -310,8 +311,8 @@ def open_pool(database_url: str):
 
     return ConnectionPool(
         database_url, min_size=1, max_size=4, open=True, name="dashboard", timeout=10,
-        kwargs={"autocommit": True, "application_name": "intraday-dashboard",
-                "options": "-c TimeZone=UTC -c statement_timeout=10000"})
+        kwargs={**connection_kwargs(statement_timeout_ms=10_000), "autocommit": True,
+                "application_name": "intraday-dashboard"})
 
 
 def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = None) -> dash.Dash:

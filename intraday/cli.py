@@ -384,7 +384,8 @@ def cmd_sink(args, settings: Settings) -> int:
     import os
 
     run_sink(settings.kafka_bootstrap, settings.database_url, embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
-             fetch_wait_ms=settings.fetch_wait_ms)
+             fetch_wait_ms=settings.fetch_wait_ms, max_poll_interval_ms=settings.sink_max_poll_interval_ms,
+             statement_timeout_ms=settings.sink_statement_timeout_ms)
     return EXIT_OK
 
 

@@ -12,6 +12,8 @@
 | INTRADAY_ALERT_STALE_FEED_MIN | 15 | alert when a live feed has been silent this long (event time) |
 | INTRADAY_STATE_RETENTION_DAYS | 4 | processors forget QHs this many days of event time behind the replay clock |
 | INTRADAY_FETCH_WAIT_MS | 50 | embedded broker: longest a worker's or the sink's fetch waits (Tansu always waits it out) |
+| INTRADAY_SINK_MAX_POLL_INTERVAL_MS | 300000 | the sink's `max.poll.interval.ms` (it polls on through a database outage, paused) |
+| INTRADAY_SINK_STATEMENT_TIMEOUT_MS | 60000 | longest statement of the sink's; a stuck one is cancelled and the batch retried |
 | INTRADAY_DASHBOARD_PORT | 8050 | dashboard port (127.0.0.1) |
 | INTRADAY_AUTH | on | `off` disables the dashboard login (accepted on loopback only) |
 | INTRADAY_USERS_FILE | STATE_DIR/users.json | dashboard users (hashed passwords) |
@@ -55,6 +57,8 @@ class Settings:
     alert_horizon_h: float = 6.0
     state_retention_days: float = 4.0
     fetch_wait_ms: int = 50
+    sink_max_poll_interval_ms: int = 300_000
+    sink_statement_timeout_ms: int = 60_000
     dashboard_port: int = 8050
     auth: bool = True
     users_file: Path | None = None
@@ -91,6 +95,8 @@ class Settings:
             alert_horizon_h=_num(env, "INTRADAY_ALERT_HORIZON_H", 6.0),
             state_retention_days=_num(env, "INTRADAY_STATE_RETENTION_DAYS", 4.0),
             fetch_wait_ms=int(_num(env, "INTRADAY_FETCH_WAIT_MS", 50, int)),
+            sink_max_poll_interval_ms=int(_num(env, "INTRADAY_SINK_MAX_POLL_INTERVAL_MS", 300_000, int)),
+            sink_statement_timeout_ms=int(_num(env, "INTRADAY_SINK_STATEMENT_TIMEOUT_MS", 60_000, int)),
             dashboard_port=int(_num(env, "INTRADAY_DASHBOARD_PORT", 8050, int)),
             auth=auth_raw in ("on", "1", "true"),
             users_file=Path(users) if users else state_dir / "users.json",
@@ -103,4 +109,6 @@ class Settings:
         env["DATABASE_URL"] = database_url
         env["INTRADAY_STATE_DIR"] = str(self.state_dir)
         env["INTRADAY_PARTITIONS"] = str(self.partitions)
+        env["INTRADAY_SINK_MAX_POLL_INTERVAL_MS"] = str(self.sink_max_poll_interval_ms)
+        env["INTRADAY_SINK_STATEMENT_TIMEOUT_MS"] = str(self.sink_statement_timeout_ms)
         return env

@@ -31,9 +31,25 @@ class DatabaseError(RuntimeError):
     """The database cannot be reached or migrated; the message says why, in one line."""
 
 
-def connect(url: str, **kwargs) -> psycopg.Connection:
+# On every connection: TCP keepalives, so that a half-open connection (a server or a NAT that
+# vanished) fails within about a minute instead of hanging the process, and an upper bound on the
+# time of any statement (a stuck lock wait, a runaway query). libpq ignores the keepalive settings
+# on a Unix socket.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+              "tcp_user_timeout": 60_000}
+STATEMENT_TIMEOUT_MS = 300_000
+
+
+def connection_kwargs(statement_timeout_ms: int | None = STATEMENT_TIMEOUT_MS) -> dict:
+    """libpq settings of every connection of ours: keepalives, UTC, the statement timeout
+    (0 or None: none, for migrations)."""
+    options = "-c TimeZone=UTC" + (f" -c statement_timeout={int(statement_timeout_ms)}" if statement_timeout_ms else "")
+    return {"connect_timeout": 10, **KEEPALIVES, "options": options}
+
+
+def connect(url: str, *, statement_timeout_ms: int | None = STATEMENT_TIMEOUT_MS, **kwargs) -> psycopg.Connection:
     try:
-        return psycopg.connect(url, connect_timeout=10, **kwargs)
+        return psycopg.connect(url, **{**connection_kwargs(statement_timeout_ms), **kwargs})
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"database {redact(url)} is not reachable: {first}") from None
@@ -73,7 +89,7 @@ def migration_files(timescale: bool, sql_dir: Path = SQL_DIR) -> list[Path]:
 def migrate(url: str, *, timescale: bool | None = None) -> list[str]:
     """Apply the pending migrations; returns the names applied now (empty when up to date)."""
     applied_now = []
-    with connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True, statement_timeout_ms=None) as conn:  # a migration may take its time
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("

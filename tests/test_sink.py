@@ -190,3 +190,61 @@ def _publish_results_from(bootstrap, first, last):
         p.produce(topics.QH_RESULTS, key=iso(qh).encode(), value=orjson.dumps(value),
                   partition=topics.partition_for(iso(qh), 4))
     assert p.flush(10) == 0
+
+
+def test_bad_rows_are_quarantined_and_the_rest_of_the_batch_is_written(fresh_broker, fresh_db):
+    """One batch: a quarantined input line with NUL bytes in its text and its file name (a UTF-16
+    file dropped into a source folder), a technical-data record with ``\\u0000`` in its name
+    (PostgreSQL text and jsonb refuse it), a trading row out of range and one that breaks a CHECK,
+    and normal result rows. The sink stays up, the normal rows land, every bad record is in
+    ``quarantine`` with its bytes escaped and where it came from, and the offsets are committed."""
+    p = producer(fresh_broker)
+    utf16 = "Zeit;Wert\n".encode("utf-16").decode("latin-1")  # NUL bytes between the characters
+    p.produce(topics.dlq(topics.LIVE_INFEED), key=b"f", value=orjson.dumps(
+        {"schema_version": 1, "source_file": "dso/live\x00.csv", "line": 1, "reason": "not UTF-8",
+         "raw": utf16, "topic": topics.LIVE_INFEED}), partition=0)
+    p.produce(topics.TECHNICAL_DATA, key=b"WND-X", value=orjson.dumps(
+        {"schema_version": 1, "asset_id": "WND-X", "event_time": "2025-06-08T00:00:00Z", "name": "Park\u0000 Nord",
+         "asset_type": "wind", "capacity_kw": 2000.0, "status": "active", "owner": "o"}), partition=0)
+    for book, trades in (("private", 10**12), ("nobody", 1)):  # integer overflow; CHECK (book IN ...)
+        p.produce(topics.TRADING_QH, key=iso(T).encode(), value=orjson.dumps(
+            {"schema_version": 1, "type": "trading_qh", "qh": T, "book": book, "trades": trades, "sold_mwh": 1.0,
+             "bought_mwh": 0.0, "net_mwh": 1.0, "revenue_eur": 50.0, "vwap_eur_mwh": 50.0, "idx_full_eur_mwh": None,
+             "idx_3h_eur_mwh": None, "idx_1h_eur_mwh": None, "known_at": T}),
+            partition=topics.partition_for(iso(T), 4))
+    assert p.flush(10) == 0
+    _publish_results(fresh_broker, 5)
+    sink = Sink(fresh_broker, fresh_db, group="t-sink-poison", embedded=True)
+    th, errors = _run_sink(sink)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        wait_for(lambda: conn.execute("SELECT count(*) FROM portfolio_qh").fetchone()[0] == 5
+                 and conn.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 4, 60,
+                 "the normal rows and the four bad records")
+        rows = conn.execute("SELECT topic, source_file, stage, reason, raw FROM quarantine ORDER BY topic, reason"
+                            ).fetchall()
+        assert conn.execute("SELECT count(*) FROM technical_data").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM trading_qh").fetchone() == (0,)
+        # a record is stored whole or not at all: the overflow's history row went with it
+        assert conn.execute("SELECT count(*) FROM trading_qh_history").fetchone() == (0,)
+    assert th.is_alive() and not errors, errors
+    by_topic = {}
+    for topic, source_file, stage, reason, raw in rows:
+        by_topic.setdefault(topic, []).append((source_file, stage, reason, raw))
+        assert "\x00" not in (source_file + reason + (raw or ""))
+    # the input line: its file name and text kept, the NUL bytes escaped
+    [(source_file, stage, _, raw)] = by_topic[topics.LIVE_INFEED]
+    assert "live" in source_file and "\\u0000" in (source_file + raw)
+    # the records the database refused: each with where it was, why, and the row escaped
+    [(source_file, stage, reason, raw)] = by_topic[topics.TECHNICAL_DATA]
+    assert stage == "sink" and source_file.startswith(f"{topics.TECHNICAL_DATA}[0]@")
+    assert "technical_data row" in reason and "Park\\u0000 Nord" in raw
+    trading = by_topic[topics.TRADING_QH]
+    assert len(trading) == 2 and {s for _, s, _, _ in trading} == {"sink"}
+    assert any("out of range" in r for _, _, r, _ in trading) and any("check" in r.lower() for _, _, r, _ in trading)
+    # every record consumed and committed: none comes again
+    wait_for(lambda: sum(committed_offsets(fresh_broker, "t-sink-poison",
+                                           [(topics.TRADING_QH, i) for i in range(4)]).values()) > 0, 30,
+             "the offsets of the batch to be committed")
+    sink.stop()
+    th.join(30)
+    assert not errors, errors
