@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from dashboard.auth import (
     current_user,
     ensure_demo_user,
     install_auth,
+    is_loopback_host,
     require_user,
     users_file,
 )
@@ -315,6 +318,26 @@ def open_pool(database_url: str):
                 "application_name": "intraday-dashboard"})
 
 
+def _serialise_dash_setup(app: dash.Dash) -> None:
+    """Finish Dash's one-time setup before any request of this process goes on. Dash sets its
+    "done" flag before it registers the component bundles (plotly/dash#3971), so under threads
+    (gunicorn's gthread workers) the requests of the first page that arrive meanwhile are
+    refused with "dash is not a registered library". Run right after the login guard (only an
+    admitted request gets here), under a lock: every other request waits for the setup."""
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def setup() -> None:
+        if done.is_set():
+            return
+        with lock:
+            if not done.is_set():
+                app._setup_server()  # noqa: SLF001 - idempotent; Dash's own hook then returns at once
+                done.set()
+
+    app.server.before_request_funcs.setdefault(None, []).insert(1, setup)
+
+
 def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = None) -> dash.Dash:
     """The Dash app on a new Flask server with its own connection pool (or the given one)."""
     if not settings.database_url and pool is None:
@@ -333,6 +356,7 @@ def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = No
     server = app.server
     server.debug = False
     install_auth(server, settings, store, env=env)
+    _serialise_dash_setup(app)
     pool = pool if pool is not None else open_pool(settings.database_url)
     server.extensions[POOL_KEY] = pool
 
@@ -593,22 +617,65 @@ def _pack(out: dict[str, Any], outputs: list[Output]) -> tuple:
 # serving
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
-    """Run the dashboard: Flask's threaded server with ``debug=False`` (never the debugger or the
-    reloader, whatever FLASK_DEBUG / DASH_DEBUG say). ``INTRADAY_AUTH=off`` is refused off
-    loopback. With auth on and no users file, a ``desk`` user with a random password is created
-    and its credentials printed once to stderr."""
+GUNICORN_TIMEOUT_S = 30  # a worker stuck longer on one request is killed and replaced
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None, *, server: str = "auto",
+          workers: int | None = None) -> None:
+    """Run the dashboard. ``server``: ``gunicorn`` (production: ``--workers`` processes of 4
+    threads, each request bounded by :data:`GUNICORN_TIMEOUT_S`, graceful stop on SIGTERM) or
+    ``dev`` (Flask's threaded server with ``debug=False``, never the debugger or the reloader,
+    and on a loopback host only); ``auto``: dev on loopback, else gunicorn. ``INTRADAY_AUTH=off``
+    is refused off loopback. With auth on and no users file, a ``desk`` user with a random
+    password is created and its credentials printed once to stderr."""
     check_auth_host(settings, host)
+    if server == "auto":
+        server = "dev" if is_loopback_host(host) else "gunicorn"
+    if server == "dev" and not is_loopback_host(host):
+        raise ConfigError(f"the development web server is for a loopback host only, not {host!r}: "
+                          "use --server gunicorn")
     if settings.auth:
         created = ensure_demo_user(settings)
         if created:
             print(f"dashboard: created user {created[0]!r} with password {created[1]!r} in {users_file(settings)}",
                   file=sys.stderr, flush=True)
+    port = port or settings.dashboard_port
+    if server == "gunicorn":
+        _serve_gunicorn(settings, host, port, workers or 2)
+        return
     app = create_app(settings)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per 2-second poll
-    port = port or settings.dashboard_port
-    log.info("dashboard on http://%s:%s (auth %s)", host, port, "on" if settings.auth else "off (loopback)")
+    log.info("dashboard on http://%s:%s (development server, auth %s)", host, port,
+             "on" if settings.auth else "off (loopback)")
     try:
         app.server.run(host=host, port=port, debug=False, use_reloader=False, use_debugger=False, threaded=True)
     finally:
         close_app(app)
+
+
+def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+    """The production server's settings: threads for the 2-second polls of many pages, a worker
+    timeout, bounded request lines and headers, the client's address from a trusted proxy only."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return {"bind": bind, "workers": workers, "worker_class": "gthread", "threads": 4,
+            "timeout": GUNICORN_TIMEOUT_S, "graceful_timeout": 10, "keepalive": 5,
+            "limit_request_line": 8190, "limit_request_fields": 100, "limit_request_field_size": 8190,
+            "max_requests": 5000, "max_requests_jitter": 500,  # recycle workers: no slow leak lives long
+            "forwarded_allow_ips": os.environ.get("INTRADAY_TRUSTED_PROXIES", "127.0.0.1"),
+            "accesslog": None, "errorlog": "-", "loglevel": "info", "proc_name": "intraday-dashboard"}
+
+
+def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(host, port, workers).items():
+                self.cfg.set(key, value)
+
+        def load(self):  # in each worker: its own app and connection pool
+            return create_app(settings).server
+
+    log.info("dashboard on http://%s:%s (gunicorn, %d workers, auth %s)", host, port, workers,
+             "on" if settings.auth else "off (loopback)")
+    _App().run()

@@ -164,6 +164,10 @@ def build_parser() -> Parser:
     s = cmd("dashboard", "run the dashboard (production entry point)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=None)
+    s.add_argument("--server", choices=("auto", "gunicorn", "dev"), default="auto",
+                   help="gunicorn: the production web server (worker timeouts); dev: Flask's own, loopback "
+                        "only (the embedded demo); auto (default): dev on a loopback host, else gunicorn")
+    s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default 2)")
     cmd("migrate", "apply the database migrations in sql/")
     cmd("topics", "create every topic with its declared partition count; check existing ones")
     return p
@@ -394,7 +398,8 @@ def cmd_dashboard(args, settings: Settings) -> int:
         raise CliError("the dashboard needs DATABASE_URL (intraday demo sets it)")
     from dashboard.app import serve
 
-    serve(settings, host=args.host, port=args.port or settings.dashboard_port)
+    serve(settings, host=args.host, port=args.port or settings.dashboard_port, server=args.server,
+          workers=args.workers)
     return EXIT_OK
 
 

@@ -144,8 +144,9 @@ def filled_db(fresh_db, settings_for, tmp_path) -> str:
 
 @pytest.fixture
 def dashboard_url(filled_db, tmp_path):
-    """``intraday dashboard`` as a subprocess on a free port with a users file holding one desk
-    user; stopped (and waited for) afterwards."""
+    """``intraday dashboard`` as a subprocess on a free port, served by the production web server
+    (gunicorn, as in docker-compose.yml), with a users file holding one desk user; stopped with
+    SIGTERM (and waited for) afterwards: it must exit 0, its workers with it."""
     state = tmp_path / "dashboard-state"
     users = tmp_path / "users.json"
     add_user(users, "desk", PASSWORD, "desk")
@@ -156,14 +157,15 @@ def dashboard_url(filled_db, tmp_path):
     log_path = tmp_path / "dashboard.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "dashboard", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                 "--port", str(port), "--server", "gunicorn"], env=env, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_for_port(proc, port, log_path, START_TIMEOUT_S)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
-    assert proc.returncode is not None
+    assert proc.returncode == 0, log_path.read_text()[-2000:]
+    assert "gunicorn" in log_path.read_text() and "Booting worker" in log_path.read_text()
 
 
 @pytest.fixture

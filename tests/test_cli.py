@@ -103,3 +103,10 @@ def test_a_bad_setting_names_the_variable(tmp_path):
 
 def test_a_bad_month_is_refused():
     assert "--month" in _one_line_error(intraday("invoices", "--month", "2025-13"))
+
+
+def test_the_development_web_server_is_refused_off_loopback(tmp_path, fresh_db):
+    r = intraday("dashboard", "--host", "0.0.0.0", "--server", "dev",
+                 env={"DATABASE_URL": fresh_db, "INTRADAY_STATE_DIR": str(tmp_path)})
+    assert r.returncode == 2  # a configuration error, as a wrong setting
+    assert "development web server" in _one_line_error(r) and "gunicorn" in _one_line_error(r)

@@ -360,6 +360,16 @@ def test_the_dashboard_listens_on_all_interfaces_at_its_published_port_with_logi
     assert env_of(dash).get("INTRADAY_AUTH", "on") == "on", "INTRADAY_AUTH=off only on loopback"
 
 
+def test_the_dashboard_is_served_by_the_production_web_server(services):
+    """gunicorn, not Flask's development server (which the CLI refuses off loopback anyway)."""
+    args = parse_intraday_command(effective_command(services["dashboard"])[1:])
+    assert args.server == "gunicorn" and (args.workers or 2) >= 1
+    from dashboard.app import gunicorn_options
+
+    opts = gunicorn_options(args.host, args.port, args.workers or 2)
+    assert opts["timeout"] > 0 and opts["worker_class"] == "gthread" and opts["bind"] == f"0.0.0.0:{args.port}"
+
+
 def test_replay_reads_a_mounted_day_directory_and_runs_only_in_its_profile(services):
     replay = services["replay"]
     assert replay.get("profiles") == ["replay"]
