@@ -409,7 +409,21 @@ def cmd_migrate(args, settings: Settings) -> int:
 
     with database(settings, migrate=False) as url:
         applied = migrate(url)
+        logins = []
+        if settings.service_db_passwords:
+            import psycopg
+
+            from sink.db import connect
+            from sink.permissions import PermissionSetupError, ensure_service_logins
+
+            try:
+                with connect(url, autocommit=True) as conn:
+                    logins = ensure_service_logins(conn, settings.service_db_passwords)
+            except (PermissionSetupError, psycopg.Error) as exc:
+                raise CliError(f"service logins not made: {str(exc).strip().splitlines()[0]}") from None
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    if logins:
+        print("service logins: " + ", ".join(logins))
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@
 | INTRADAY_FETCH_WAIT_MS | 50 | embedded broker: longest a worker's or the sink's fetch waits (Tansu always waits it out) |
 | INTRADAY_SINK_MAX_POLL_INTERVAL_MS | 300000 | the sink's `max.poll.interval.ms` (it polls on through a database outage, paused) |
 | INTRADAY_SINK_STATEMENT_TIMEOUT_MS | 60000 | longest statement of the sink's; a stuck one is cancelled and the batch retried |
+| INTRADAY_SINK_DB_PASSWORD, INTRADAY_DASHBOARD_DB_PASSWORD, INTRADAY_REPLAY_DB_PASSWORD | (unset) | `intraday migrate` creates the login of each duty whose password is set (docs/deploy.md) |
 | INTRADAY_DASHBOARD_PORT | 8050 | dashboard port (127.0.0.1) |
 | INTRADAY_AUTH | on | `off` disables the dashboard login (accepted on loopback only) |
 | INTRADAY_USERS_FILE | STATE_DIR/users.json | dashboard users (hashed passwords) |
@@ -62,6 +63,9 @@ class Settings:
     dashboard_port: int = 8050
     auth: bool = True
     users_file: Path | None = None
+    # the services' database passwords, by variable (INTRADAY_*_DB_PASSWORD): `intraday migrate`
+    # creates their logins (sink.permissions.SERVICE_LOGINS); never printed
+    service_db_passwords: dict[str, str] = field(default_factory=dict, repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -100,6 +104,8 @@ class Settings:
             dashboard_port=int(_num(env, "INTRADAY_DASHBOARD_PORT", 8050, int)),
             auth=auth_raw in ("on", "1", "true"),
             users_file=Path(users) if users else state_dir / "users.json",
+            service_db_passwords={k: v for k, v in env.items()
+                                  if k.startswith("INTRADAY_") and k.endswith("_DB_PASSWORD") and v},
         )
 
     def child_env(self, bootstrap: str, database_url: str) -> dict[str, str]:

@@ -86,8 +86,28 @@ def migration_files(timescale: bool, sql_dir: Path = SQL_DIR) -> list[Path]:
     return out
 
 
+def pending_migrations(conn: psycopg.Connection) -> list[str] | None:
+    """The migrations not yet applied, read without any DDL (so that a login without CREATE
+    rights, the sink's or the dashboard's, can tell "up to date"); None on a database never
+    migrated."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        return None
+    rows = conn.execute("SELECT name, timescale FROM schema_migrations").fetchall()
+    if not rows:
+        return None
+    timescale = any(r[1] for r in rows)
+    done = {r[0] for r in rows}
+    return [p.name for p in migration_files(timescale) if p.name not in done]
+
+
 def migrate(url: str, *, timescale: bool | None = None) -> list[str]:
-    """Apply the pending migrations; returns the names applied now (empty when up to date)."""
+    """Apply the pending migrations; returns the names applied now (empty when up to date).
+
+    Up to date, it runs no DDL at all: every service may call it at start. With migrations
+    pending it needs the schema's owner (``intraday migrate`` in production, docs/deploy.md)."""
+    with connect(url, autocommit=True, statement_timeout_ms=None) as conn:
+        if timescale is None and pending_migrations(conn) == []:
+            return []
     applied_now = []
     with connect(url, autocommit=True, statement_timeout_ms=None) as conn:  # a migration may take its time
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))

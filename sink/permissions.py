@@ -45,7 +45,7 @@ from psycopg.pq import TransactionStatus
 
 __all__ = [
     "ASSET_OWNER", "GROUPS", "STAFF_ROLES", "WRITER", "create_owner_login", "create_staff_login",
-    "dashboard_owner_role", "db_role_for", "drop_login", "owner_session", "permission_summary",
+    "dashboard_owner_role", "db_role_for", "drop_login", "ensure_service_logins", "owner_session", "permission_summary",
     "set_owner_assets", "sync_dashboard_users", "user_session",
 ]
 
@@ -56,6 +56,30 @@ STAFF_ROLES = ("desk", "ops", "back_office")
 ASSET_OWNER = GROUPS["asset_owner"]
 WRITER = "intraday_writer"
 DASHBOARD_OWNER_PREFIX = "owner:"
+
+#: The services' logins, one per duty (docs/deploy.md): login -> (its group, the environment
+#: variable of its password). ``intraday migrate`` creates each whose password is set, none of
+#: them a superuser. The schema's owner, which runs the migrations, is made by the database's
+#: administrator once (deploy/timescaledb-init.sql).
+SERVICE_LOGINS = {
+    "intraday_sink": (WRITER, "INTRADAY_SINK_DB_PASSWORD"),                  # writes every table
+    "intraday_dashboard": (GROUPS["ops"], "INTRADAY_DASHBOARD_DB_PASSWORD"),  # reads; acknowledges alerts
+    "intraday_replay": (GROUPS["ops"], "INTRADAY_REPLAY_DB_PASSWORD"),        # reads progress and quarantine
+}
+
+
+def ensure_service_logins(conn: psycopg.Connection, passwords: dict[str, str]) -> list[str]:
+    """Create or update the :data:`SERVICE_LOGINS` whose password is in ``passwords`` (keyed by
+    the environment variable's name): LOGIN, the SCRAM verifier of the password, member of its
+    group, NOSUPERUSER NOBYPASSRLS NOCREATEROLE. Returns the logins made."""
+    made = []
+    with conn.transaction():
+        for login, (group, variable) in SERVICE_LOGINS.items():
+            password = passwords.get(variable)
+            if password:
+                _ensure_role(conn, login, group, password=password)
+                made.append(login)
+    return made
 MAX_ROLE_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by PostgreSQL
 
 
@@ -101,7 +125,11 @@ def _ensure_role(conn: psycopg.Connection, name: str, group: str, *, password: s
                                    "apply to it; choose another name")
     login = (sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(_verifier(conn, name, password)))
              if password is not None else sql.SQL("NOLOGIN"))
-    attrs = sql.SQL("NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT")
+    # A superuser states every attribute; a CREATEROLE login (the schema's owner in production)
+    # may not name those it lacks itself, and its new roles have none of them anyway (the
+    # defaults), which the check above keeps so on every later run.
+    attrs = sql.SQL("NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+                    if _is_superuser(conn) else "NOCREATEROLE INHERIT")
     if row is None:
         conn.execute(sql.SQL("CREATE ROLE {} WITH {} {}").format(sql.Identifier(name), login, attrs))
     else:

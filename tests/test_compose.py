@@ -34,7 +34,14 @@ APP_SERVICES = ("topics", "migrate", "processors", "sink", "dashboard", "replay"
 INFRA_SERVICES = ("kafka", "timescaledb")
 ONE_SHOTS = ("topics", "migrate")
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "PRIVATE_KEY")
-TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-the-test"}
+TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-the-test", "INTRADAY_OWNER_DB_PASSWORD": "pw-owner",
+            "INTRADAY_SINK_DB_PASSWORD": "pw-sink", "INTRADAY_DASHBOARD_DB_PASSWORD": "pw-dashboard",
+            "INTRADAY_REPLAY_DB_PASSWORD": "pw-replay"}
+# the database login of each app service that needs the database: one per duty (docs/deploy.md)
+DB_LOGINS = {"migrate": ("intraday_owner", "INTRADAY_OWNER_DB_PASSWORD"),
+             "sink": ("intraday_sink", "INTRADAY_SINK_DB_PASSWORD"),
+             "dashboard": ("intraday_dashboard", "INTRADAY_DASHBOARD_DB_PASSWORD"),
+             "replay": ("intraday_replay", "INTRADAY_REPLAY_DB_PASSWORD")}
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -193,13 +200,14 @@ def test_compose_defines_the_broker_the_database_and_every_entry_point(services)
     assert not missing, f"services missing from docker-compose.yml: {sorted(missing)}"
 
 
-def test_compose_starts_with_nothing_but_postgres_password_set(raw_compose):
+def test_compose_starts_with_nothing_but_the_passwords_set(raw_compose):
     interpolate_all(raw_compose, TEST_ENV)  # raises MissingVariable for any other required one
 
 
-def test_compose_refuses_to_start_without_a_postgres_password(raw_compose):
-    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
-        interpolate_all(raw_compose, {})
+@pytest.mark.parametrize("variable", sorted(TEST_ENV))
+def test_compose_refuses_to_start_without_each_password(raw_compose, variable):
+    with pytest.raises(MissingVariable, match=variable):
+        interpolate_all(raw_compose, {k: v for k, v in TEST_ENV.items() if k != variable})
 
 
 def test_kafka_is_apache_kafka_in_kraft_mode_without_zookeeper(services):
@@ -284,14 +292,43 @@ def test_app_services_reach_kafka_and_timescaledb_by_their_compose_names(service
         assert f"//{host}:{port}" in kafka_listeners, f"{name}: {bootstrap} is not an advertised listener"
 
         url = env.get("DATABASE_URL")
+        if name not in DB_LOGINS:  # the workers and the topic creator never touch the database
+            assert not url, f"{name} needs no database login"
+            continue
         assert url, f"{name}: without DATABASE_URL it would start an embedded PostgreSQL"
         parts = urlsplit(url)
         assert parts.scheme in ("postgresql", "postgres")
         assert parts.hostname in services and services[parts.hostname]["image"].startswith("timescale/")
         assert (parts.port or 5432) == 5432
         assert parts.path == "/" + db_env["POSTGRES_DB"]
-        assert parts.username == db_env.get("POSTGRES_USER", "postgres")
-        assert parts.password == TEST_ENV["POSTGRES_PASSWORD"]
+
+
+def test_no_app_service_logs_in_as_the_database_superuser(services):
+    """Each app service has its own login, by duty, with its own password; none is the
+    superuser of the image (POSTGRES_USER) nor a role the init script or migrate makes a
+    superuser (tests/test_roles.py checks the logins on a real server)."""
+    superuser = env_of(services["timescaledb"]).get("POSTGRES_USER", "postgres")
+    seen = {}
+    for name, (login, variable) in DB_LOGINS.items():
+        parts = urlsplit(env_of(services[name])["DATABASE_URL"])
+        assert parts.username == login and parts.username != superuser, (name, parts.username)
+        assert parts.password == TEST_ENV[variable], name
+        seen[login] = name
+    assert len(seen) == len(DB_LOGINS), "every duty its own login"
+    from sink.permissions import SERVICE_LOGINS
+
+    assert set(SERVICE_LOGINS) == set(seen) - {"intraday_owner"}
+    migrate_env = env_of(services["migrate"])
+    assert all(migrate_env.get(var) == TEST_ENV[var] for _, var in SERVICE_LOGINS.values()), \
+        "migrate makes the services' logins from their passwords"
+    # the owner login is made on the database's first start, not a superuser
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["timescaledb"]["volumes"] if isinstance(v, str)}
+    init = [src for dst, src in mounts.items() if dst.startswith("/docker-entrypoint-initdb.d/")]
+    assert init and (ROOT / init[0]).is_file()
+    sql_path = ROOT / mounts["/etc/intraday/init.sql"]
+    text = sql_path.read_text()
+    assert "CREATE ROLE intraday_owner LOGIN CREATEROLE NOSUPERUSER" in text and "BYPASSRLS" in text
+    assert "/etc/intraday/init.sql" in (ROOT / init[0]).read_text()
 
 
 def test_app_services_run_with_kafka_default_timeouts_not_the_embedded_ones(services):
