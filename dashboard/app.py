@@ -386,6 +386,12 @@ def _register_health(server, pool, bootstrap: str | None) -> None:
             broker_cache["at"] = now
         return broker_cache["value"]
 
+    @server.route("/_alive")
+    def alive():
+        """Liveness for the container's healthcheck: the server answers. No session needed, so
+        it says nothing else (the state of the database and the broker is /health's)."""
+        return flask.jsonify({"status": "ok"})
+
     @server.route("/health")
     def health():
         user = require_user()

@@ -388,7 +388,7 @@ def install_auth(server, settings: Settings, store: UserStore | None, *, env: di
                 return flask.jsonify({"error": "INTRADAY_AUTH=off: loopback clients only"}), 403
             flask.g.intraday_user = LOCAL_USER
             return None
-        if flask.request.path in ("/login", "/logout"):
+        if flask.request.path in ("/login", "/logout", "/_alive"):  # /_alive: liveness, no data
             return None
         user = session_user()
         if user is None:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from intraday.alive import MAX_AGE_S, Heartbeat
+from intraday.alive import age_s as alive_age_s
 from intraday.config import ConfigError, Settings
 
 log = logging.getLogger("intraday")
@@ -168,6 +170,11 @@ def build_parser() -> Parser:
                    help="gunicorn: the production web server (worker timeouts); dev: Flask's own, loopback "
                         "only (the embedded demo); auto (default): dev on a loopback host, else gunicorn")
     s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default 2)")
+    s = cmd("alive", "exit 0 if a long-running process is alive (container healthchecks)")
+    s.add_argument("name", choices=("sink", "worker", "dashboard"))
+    s.add_argument("--max-age", type=float, default=MAX_AGE_S,
+                   help=f"seconds since the last heartbeat (sink, worker; default {MAX_AGE_S:g})")
+    s.add_argument("--port", type=int, default=None, help="the dashboard's port (default INTRADAY_DASHBOARD_PORT)")
     cmd("migrate", "apply the database migrations in sql/")
     cmd("topics", "create every topic with its declared partition count; check existing ones")
     return p
@@ -389,7 +396,33 @@ def cmd_sink(args, settings: Settings) -> int:
 
     run_sink(settings.kafka_bootstrap, settings.database_url, embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
              fetch_wait_ms=settings.fetch_wait_ms, max_poll_interval_ms=settings.sink_max_poll_interval_ms,
-             statement_timeout_ms=settings.sink_statement_timeout_ms)
+             statement_timeout_ms=settings.sink_statement_timeout_ms,
+             heartbeat=Heartbeat(settings.state_dir, "sink").beat)
+    return EXIT_OK
+
+
+def cmd_alive(args, settings: Settings) -> int:
+    """Exit 0 if the process is alive: the sink or a worker beat within --max-age seconds; the
+    dashboard answers /_alive. For container healthchecks; one line either way."""
+    if args.name == "dashboard":
+        import urllib.request
+
+        url = f"http://127.0.0.1:{args.port or settings.dashboard_port}/_alive"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+                ok = resp.status == 200
+        except OSError as exc:
+            raise CliError(f"dashboard not answering at {url}: {exc}") from None
+        if not ok:
+            raise CliError(f"dashboard at {url} answered {resp.status}")
+        print(f"dashboard alive at {url}")
+        return EXIT_OK
+    age = alive_age_s(settings.state_dir, args.name)
+    if age is None:
+        raise CliError(f"{args.name}: no heartbeat yet in {settings.state_dir / 'alive'}")
+    if age > args.max_age:
+        raise CliError(f"{args.name}: last heartbeat {age:.0f} s ago (more than {args.max_age:g} s)")
+    print(f"{args.name} alive (heartbeat {age:.0f} s ago)")
     return EXIT_OK
 
 

@@ -273,6 +273,7 @@ def replay_until_drained(stack: Stack, parsed, speed, *, from_s=None, to_s=None,
 
 def worker_main() -> None:
     """Entry point of ``intraday worker``: the Faust worker of the stream processors."""
+    from intraday.alive import BEAT_EVERY_S, Heartbeat
     from intraday.config import Settings
     from intraday.kafka import ensure_topics
     from stream_processors.app import app_from_env
@@ -281,6 +282,12 @@ def worker_main() -> None:
     if settings.kafka_bootstrap:  # topics exist with their declared counts before Faust touches one
         ensure_topics(settings.kafka_bootstrap, settings.partitions)
     app = app_from_env()
+    heartbeat = Heartbeat(settings.state_dir, "worker")
+
+    @app.timer(BEAT_EVERY_S)
+    async def _alive() -> None:  # from the event loop: a blocked loop stops the beat
+        heartbeat.beat()
+
     level = os.environ.get("INTRADAY_WORKER_LOGLEVEL", "info")
     datadir = os.environ.get("INTRADAY_WORKER_DATADIR")
     if datadir:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -110,3 +111,20 @@ def test_the_development_web_server_is_refused_off_loopback(tmp_path, fresh_db):
                  env={"DATABASE_URL": fresh_db, "INTRADAY_STATE_DIR": str(tmp_path)})
     assert r.returncode == 2  # a configuration error, as a wrong setting
     assert "development web server" in _one_line_error(r) and "gunicorn" in _one_line_error(r)
+
+
+def test_alive_says_whether_a_process_beat_recently(tmp_path):
+    env = {"INTRADAY_STATE_DIR": str(tmp_path)}
+    r = intraday("alive", "sink", env=env)
+    assert r.returncode == 1 and "no heartbeat yet" in _one_line_error(r)
+    beat = tmp_path / "alive" / "sink"
+    beat.parent.mkdir()
+    beat.touch()
+    r = intraday("alive", "sink", env=env)
+    assert r.returncode == 0 and "sink alive" in r.stdout
+    old = time.time() - 120
+    os.utime(beat, (old, old))
+    r = intraday("alive", "sink", "--max-age", "60", env=env)
+    assert r.returncode == 1 and "120 s ago" in _one_line_error(r)
+    r = intraday("alive", "dashboard", "--port", "1", env=env)
+    assert r.returncode == 1 and "not answering" in _one_line_error(r)

@@ -504,3 +504,25 @@ def test_the_image_keeps_sql_next_to_the_packages_and_installs_them_editable():
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image():
     for path in [".venv", ".git", ".intraday", ".env", "users.json", "intraday/__pycache__"]:
         assert ignored_by_dockerignore(path), f".dockerignore lets {path} into the build context"
+
+
+LONG_RUNNING = ("kafka", "timescaledb", "processors", "sink", "dashboard")
+
+
+def test_every_long_running_service_has_a_healthcheck_the_real_cli_accepts(services):
+    """The workers and the sink report their heartbeat, the dashboard answers /_alive; one-shot
+    services (topics, migrate, replay) end instead."""
+    for name in LONG_RUNNING:
+        check = services[name].get("healthcheck")
+        assert check and not check.get("disable"), f"{name} has no healthcheck"
+        argv = as_argv(check["test"])
+        assert argv[0] in ("CMD", "CMD-SHELL"), (name, argv)
+        if name in APP_SERVICES:
+            assert argv[:3] == ["CMD", "intraday", "alive"], (name, argv)
+            args = parse_intraday_command(argv[2:])
+            assert args.command == "alive"
+            expected = {"processors": "worker", "sink": "sink", "dashboard": "dashboard"}[name]
+            assert args.name == expected, (name, args.name)
+            if name == "dashboard":
+                assert str(args.port) in {str(p).rsplit(":", 1)[-1] for p in services[name]["ports"]}
+        assert services[name].get("restart") == "unless-stopped", name

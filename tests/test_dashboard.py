@@ -1045,3 +1045,9 @@ def test_the_report_period_follows_the_desks_delivery_day(app_and_creds):
     assert r.status_code == 200, r.data[:300]
     out = r.get_json()["response"]["report-range"]
     assert out == {"start_date": DAY.isoformat(), "end_date": DAY.isoformat()}
+
+
+def test_alive_answers_without_a_session_and_says_nothing_else(app_and_creds):
+    app, _ = app_and_creds
+    r = app.server.test_client().get("/_alive")
+    assert r.status_code == 200 and r.get_json() == {"status": "ok"}

@@ -19,6 +19,8 @@ from compare import assert_results_equal
 from pipeline import record_fault, recovery_time, run_pipeline, sink_position, wait_for
 from reference import compute_reference
 
+from intraday.alive import BEAT_EVERY_S
+from intraday.alive import age_s as alive_age_s
 from intraday.generate import generate_day
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -399,6 +401,10 @@ def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path
             # down for longer than the sink may go without a poll
             time.sleep(max(0.0, 1.5 * SINK_MAX_POLL_MS / 1000 - (time.monotonic() - t0)))
             assert sink.alive(), sink.tail(40)
+            # and its container healthcheck says so: it beats while it waits
+            beat = alive_age_s(tmp_path / "state", "sink")
+            assert beat is not None and beat < 2 * BEAT_EVERY_S, beat
+            assert alive_age_s(tmp_path / "state", "worker") is not None  # the workers beat too
             seen["down_s"] = time.monotonic() - t0
             seen["sink_pid"] = sink.proc.pid
             server.ensure_postgres_running()  # same data directory, same socket
