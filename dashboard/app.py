@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from dashboard import report_page as RP
 from dashboard.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
+    SessionRegistry,
     UserStore,
     check_auth_host,
     current_user,
@@ -355,10 +355,10 @@ def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = No
                     csrf_header_name=CSRF_HEADER)
     server = app.server
     server.debug = False
-    install_auth(server, settings, store, env=env)
-    _serialise_dash_setup(app)
     pool = pool if pool is not None else open_pool(settings.database_url)
     server.extensions[POOL_KEY] = pool
+    install_auth(server, settings, store, env=env, sessions=SessionRegistry(pool))
+    _serialise_dash_setup(app)
 
     app.layout = lambda: build_layout(pool, settings)
     _register_health(server, pool, settings.kafka_bootstrap)
@@ -659,7 +659,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None, 
         close_app(app)
 
 
-def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+def gunicorn_options(host: str, port: int, workers: int, trusted_proxies: str = "127.0.0.1") -> dict[str, Any]:
     """The production server's settings: threads for the 2-second polls of many pages, a worker
     timeout, bounded request lines and headers, the client's address from a trusted proxy only."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -667,7 +667,7 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
             "timeout": GUNICORN_TIMEOUT_S, "graceful_timeout": 10, "keepalive": 5,
             "limit_request_line": 8190, "limit_request_fields": 100, "limit_request_field_size": 8190,
             "max_requests": 5000, "max_requests_jitter": 500,  # recycle workers: no slow leak lives long
-            "forwarded_allow_ips": os.environ.get("INTRADAY_TRUSTED_PROXIES", "127.0.0.1"),
+            "forwarded_allow_ips": trusted_proxies,
             "accesslog": None, "errorlog": "-", "loglevel": "info", "proc_name": "intraday-dashboard"}
 
 
@@ -676,7 +676,7 @@ def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int) -> N
 
     class _App(BaseApplication):
         def load_config(self) -> None:
-            for key, value in gunicorn_options(host, port, workers).items():
+            for key, value in gunicorn_options(host, port, workers, settings.trusted_proxies).items():
                 self.cfg.set(key, value)
 
         def load(self):  # in each worker: its own app and connection pool

@@ -60,8 +60,12 @@ SESSION_COOKIE = "intraday_session"
 CSRF_COOKIE = "_csrf_token"  # the name the Dash renderer reads (Dash(csrf_token_name=...))
 CSRF_HEADER = "X-CSRFToken"
 SESSION_HOURS = 12
-LOGIN_MAX_FAILURES = 10  # per client address within LOGIN_WINDOW_S
+LOGIN_MAX_FAILURES = 10  # per user at one client address within LOGIN_WINDOW_S
+LOGIN_MAX_FAILURES_USER = 30  # per user from all addresses (a guess spread over many addresses)
+LOGIN_MAX_FAILURES_ADDR = 50  # per address over all user names (one address trying many users)
 LOGIN_WINDOW_S = 300
+THROTTLE_MAX_KEYS = 10_000  # the throttle's memory is bounded: the oldest keys go first
+SESSION_CHECK_TTL_S = 5.0  # a worker re-reads a session's state from the database this often
 
 
 class AuthConfigError(ConfigError):
@@ -295,28 +299,137 @@ def secret_key(settings: Settings, env: dict[str, str] | None = None) -> str:
 
 
 class _Throttle:
-    """Failed logins per client address in a sliding window."""
+    """Failed logins in a sliding window, counted per (user, address), per user and per address;
+    a login is refused while any of the three is at its limit. Memory is bounded: at most
+    ``max_keys`` keys, expired ones pruned first, then the oldest. Per process (a gunicorn worker
+    counts its own; docs/deploy.md)."""
 
-    def __init__(self, limit: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._fails: dict[str, deque[float]] = {}
+    def __init__(self, limit: int = LOGIN_MAX_FAILURES, window_s: float = LOGIN_WINDOW_S, *,
+                 user_limit: int = LOGIN_MAX_FAILURES_USER, addr_limit: int = LOGIN_MAX_FAILURES_ADDR,
+                 max_keys: int = THROTTLE_MAX_KEYS) -> None:
+        self.window_s, self.max_keys = window_s, max_keys
+        self.limits = {"pair": limit, "user": user_limit, "addr": addr_limit}
+        self._fails: dict[tuple, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, addr: str) -> bool:
+    @staticmethod
+    def _keys(user: str, addr: str) -> list[tuple]:
+        user = user.strip().lower()[:200]
+        return [("pair", user, addr), ("user", user), ("addr", addr)]
+
+    def _count(self, key: tuple, now: float) -> int:
+        q = self._fails.get(key)
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        if q is not None and not q:
+            del self._fails[key]
+            return 0
+        return len(q) if q else 0
+
+    def blocked(self, user: str, addr: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            q = self._fails.get(addr)
-            while q and now - q[0] > self.window_s:
-                q.popleft()
-            return bool(q) and len(q) >= self.limit
+            return any(self._count(k, now) >= self.limits[k[0]] for k in self._keys(user, addr))
 
-    def fail(self, addr: str) -> None:
+    def fail(self, user: str, addr: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._fails.setdefault(addr, deque()).append(time.monotonic())
+            for key in self._keys(user, addr):
+                q = self._fails.pop(key, None) or deque()
+                q.append(now)
+                while len(q) > self.limits[key[0]]:
+                    q.popleft()  # never more than the limit per key
+                self._fails[key] = q  # re-inserted: the dict's order is the order of last use
+            if len(self._fails) > self.max_keys:
+                for key in [k for k, q in self._fails.items() if now - q[-1] > self.window_s]:
+                    del self._fails[key]
+                while len(self._fails) > self.max_keys:
+                    del self._fails[next(iter(self._fails))]
 
-    def clear(self, addr: str) -> None:
+    def clear(self, user: str, addr: str) -> None:
         with self._lock:
-            self._fails.pop(addr, None)
+            self._fails.pop(self._keys(user, addr)[0], None)
+
+    def __len__(self) -> int:
+        return len(self._fails)
+
+
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+class SessionRegistry:
+    """The dashboard's sessions on the server: a login starts one, a logout ends it, and a
+    session cookie is honoured only while its session is open and unexpired. With a connection
+    pool the registry is the table ``dashboard_sessions`` (shared by every worker and container;
+    a session's state is re-read after :data:`SESSION_CHECK_TTL_S`); without one (tests, a
+    one-process server) it lives in memory. Only a hash of the session id is stored. While the
+    database is down a session keeps the state this process last saw (a page open before the
+    outage says "database unavailable" instead of logging its user out); a new session cannot be
+    opened then."""
+
+    def __init__(self, pool=None, *, ttl_s: float = SESSION_CHECK_TTL_S) -> None:
+        self.pool = pool
+        self.ttl_s = ttl_s
+        self._mem: dict[str, tuple[str, float]] = {}  # sid hash -> (username, expires, epoch s)
+        self._cache: dict[str, tuple[bool, float]] = {}  # sid hash -> (open, checked at)
+        self._lock = threading.Lock()
+
+    def start(self, username: str, hours: float = SESSION_HOURS) -> str:
+        sid = secrets.token_urlsafe(32)
+        h = _sid_hash(sid)
+        if self.pool is None:
+            with self._lock:
+                self._mem[h] = (username, time.time() + hours * 3600)
+        else:
+            with self.pool.connection() as conn:
+                conn.execute("DELETE FROM dashboard_sessions WHERE expires_at < now() - interval '1 day'")
+                conn.execute("INSERT INTO dashboard_sessions (sid_hash, username, expires_at) "
+                             "VALUES (%s, %s, now() + %s * interval '1 hour')", (h, username, hours))
+        with self._lock:
+            self._cache[h] = (True, time.monotonic())
+        return sid
+
+    def is_open(self, sid: Any, username: str) -> bool:
+        if not isinstance(sid, str) or not sid:
+            return False
+        h = _sid_hash(sid)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(h)
+        if cached is not None and now - cached[1] < self.ttl_s:
+            return cached[0]
+        if self.pool is None:
+            with self._lock:
+                row = self._mem.get(h)
+            ok = row is not None and row[0] == username and row[1] > time.time()
+        else:
+            try:
+                with self.pool.connection() as conn:
+                    ok = conn.execute("SELECT 1 FROM dashboard_sessions WHERE sid_hash = %s AND username = %s "
+                                      "AND ended_at IS NULL AND expires_at > now()",
+                                      (h, username)).fetchone() is not None
+            except Exception:
+                if cached is not None:  # the database is down: keep the state last known
+                    return cached[0]
+                raise
+        with self._lock:
+            if len(self._cache) > THROTTLE_MAX_KEYS:
+                self._cache.clear()
+            self._cache[h] = (ok, now)
+        return ok
+
+    def end(self, sid: Any) -> None:
+        if not isinstance(sid, str) or not sid:
+            return
+        h = _sid_hash(sid)
+        with self._lock:
+            self._cache[h] = (False, time.monotonic())
+            self._mem.pop(h, None)
+        if self.pool is not None:
+            with self.pool.connection() as conn:
+                conn.execute("UPDATE dashboard_sessions SET ended_at = now() WHERE sid_hash = %s AND ended_at IS NULL",
+                             (h,))
 
 
 _LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intraday desk: log in</title>
@@ -345,10 +458,13 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def install_auth(server, settings: Settings, store: UserStore | None, *, env: dict[str, str] | None = None) -> None:
+def install_auth(server, settings: Settings, store: UserStore | None, *, env: dict[str, str] | None = None,
+                 sessions: SessionRegistry | None = None) -> None:
     """Configure sessions and register /login, /logout and the guard on the Flask ``server``.
 
-    ``store`` is None exactly when auth is off (``settings.auth`` False).
+    ``store`` is None exactly when auth is off (``settings.auth`` False). ``sessions``: where
+    sessions are opened and ended (default: in this process's memory). Cookies are ``Secure``
+    when ``settings.cookie_secure`` (served over HTTPS, behind the TLS terminator).
     """
     import flask
     from markupsafe import escape
@@ -358,9 +474,11 @@ def install_auth(server, settings: Settings, store: UserStore | None, *, env: di
         SESSION_COOKIE_NAME=SESSION_COOKIE,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
         PERMANENT_SESSION_LIFETIME=SESSION_HOURS * 3600,
     )
     throttle = _Throttle()
+    sessions = sessions if sessions is not None else SessionRegistry()
 
     def session_user() -> User | None:
         if store is None:
@@ -368,6 +486,8 @@ def install_auth(server, settings: Settings, store: UserStore | None, *, env: di
         user = store.get(flask.session.get("u"))
         if user is None or flask.session.get("v") != password_tag(user):
             return None
+        if not sessions.is_open(flask.session.get("sid"), user.username):
+            return None  # logged out (here or in another worker), or expired
         return user
 
     def deny():
@@ -390,7 +510,11 @@ def install_auth(server, settings: Settings, store: UserStore | None, *, env: di
             return None
         if flask.request.path in ("/login", "/logout", "/_alive"):  # /_alive: liveness, no data
             return None
-        user = session_user()
+        try:
+            user = session_user()
+        except Exception as exc:  # noqa: BLE001 - the session registry's database: refuse, say why
+            log.warning("sessions cannot be checked: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            return flask.jsonify({"error": "sessions cannot be checked: the database is unavailable"}), 503
         if user is None:
             return deny()
         if flask.request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -426,32 +550,41 @@ def install_auth(server, settings: Settings, store: UserStore | None, *, env: di
         if flask.request.method == "GET":
             return login_page()
         addr = flask.request.remote_addr or "?"
-        if throttle.blocked(addr):
-            return login_page("Too many failed attempts; try again in a few minutes.", 429)
         username = flask.request.form.get("username", "")
         password = flask.request.form.get("password", "")
+        if throttle.blocked(username, addr):
+            return login_page("Too many failed attempts; try again in a few minutes.", 429)
         user = store.get(username)
         ok = verify_password(password, user.password_hash if user else _DUMMY_HASH) and user is not None
         if not ok:
-            throttle.fail(addr)
+            throttle.fail(username, addr)
+            log.warning("failed login for %r from %s", username[:64], addr)
             return login_page("Unknown user or wrong password.", 401)
-        throttle.clear(addr)
+        throttle.clear(username, addr)
         flask.session.clear()  # no fixation: a fresh session per login
         flask.session.permanent = True
         flask.session["u"] = user.username
         flask.session["v"] = password_tag(user)
+        try:
+            flask.session["sid"] = sessions.start(user.username)
+        except Exception as exc:  # noqa: BLE001 - the session registry's database
+            log.warning("no session opened for %r: %s", user.username, exc)
+            flask.session.clear()
+            return login_page("Sessions cannot be opened: the database is unavailable. Try again shortly.", 503)
         csrf = secrets.token_urlsafe(24)
         flask.session["csrf"] = csrf
         resp = flask.redirect(safe_next(flask.request.form.get("next")), 303)
         # Readable by the page's script (the Dash renderer copies it into X-CSRFToken).
-        resp.set_cookie(CSRF_COOKIE, csrf, samesite="Lax", httponly=False, max_age=SESSION_HOURS * 3600)
+        resp.set_cookie(CSRF_COOKIE, csrf, samesite="Lax", httponly=False, max_age=SESSION_HOURS * 3600,
+                        secure=settings.cookie_secure)
         return resp
 
     @server.route("/logout", methods=["GET", "POST"])
     def logout():
+        sessions.end(flask.session.get("sid"))  # a copy of the cookie is worth nothing from now on
         flask.session.clear()
         resp = flask.redirect("/login", 303)
-        resp.delete_cookie(CSRF_COOKIE)
+        resp.delete_cookie(CSRF_COOKIE, secure=settings.cookie_secure, samesite="Lax")
         return resp
 
 

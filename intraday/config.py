@@ -17,6 +17,8 @@
 | INTRADAY_SINK_DB_PASSWORD, INTRADAY_DASHBOARD_DB_PASSWORD, INTRADAY_REPLAY_DB_PASSWORD | (unset) | `intraday migrate` creates the login of each duty whose password is set (docs/deploy.md) |
 | INTRADAY_DASHBOARD_PORT | 8050 | dashboard port (127.0.0.1) |
 | INTRADAY_AUTH | on | `off` disables the dashboard login (accepted on loopback only) |
+| INTRADAY_COOKIE_SECURE | off | `on`: the session and CSRF cookies are `Secure` (the dashboard is served over HTTPS behind a TLS terminator) |
+| INTRADAY_TRUSTED_PROXIES | 127.0.0.1 | addresses whose X-Forwarded-* headers the dashboard's gunicorn believes (`*`: any) |
 | INTRADAY_USERS_FILE | STATE_DIR/users.json | dashboard users (hashed passwords) |
 """
 
@@ -62,6 +64,8 @@ class Settings:
     sink_statement_timeout_ms: int = 60_000
     dashboard_port: int = 8050
     auth: bool = True
+    cookie_secure: bool = False
+    trusted_proxies: str = "127.0.0.1"
     users_file: Path | None = None
     # the services' database passwords, by variable (INTRADAY_*_DB_PASSWORD): `intraday migrate`
     # creates their logins (sink.permissions.SERVICE_LOGINS); never printed
@@ -86,6 +90,9 @@ class Settings:
         auth_raw = (env.get("INTRADAY_AUTH") or "on").lower()
         if auth_raw not in ("on", "off", "1", "0", "true", "false"):
             raise ConfigError(f"INTRADAY_AUTH={auth_raw!r} must be on or off")
+        secure_raw = (env.get("INTRADAY_COOKIE_SECURE") or "off").lower()
+        if secure_raw not in ("on", "off", "1", "0", "true", "false"):
+            raise ConfigError(f"INTRADAY_COOKIE_SECURE={secure_raw!r} must be on or off")
         users = env.get("INTRADAY_USERS_FILE")
         return cls(
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -103,6 +110,8 @@ class Settings:
             sink_statement_timeout_ms=int(_num(env, "INTRADAY_SINK_STATEMENT_TIMEOUT_MS", 60_000, int)),
             dashboard_port=int(_num(env, "INTRADAY_DASHBOARD_PORT", 8050, int)),
             auth=auth_raw in ("on", "1", "true"),
+            cookie_secure=secure_raw in ("on", "1", "true"),
+            trusted_proxies=env.get("INTRADAY_TRUSTED_PROXIES") or "127.0.0.1",
             users_file=Path(users) if users else state_dir / "users.json",
             service_db_passwords={k: v for k, v in env.items()
                                   if k.startswith("INTRADAY_") and k.endswith("_DB_PASSWORD") and v},

@@ -61,10 +61,11 @@ DASHBOARD_OWNER_PREFIX = "owner:"
 #: variable of its password). ``intraday migrate`` creates each whose password is set, none of
 #: them a superuser. The schema's owner, which runs the migrations, is made by the database's
 #: administrator once (deploy/timescaledb-init.sql).
+WEB = "intraday_web"  # the dashboard's own table: its sessions (sql/014_dashboard_sessions.sql)
 SERVICE_LOGINS = {
-    "intraday_sink": (WRITER, "INTRADAY_SINK_DB_PASSWORD"),                  # writes every table
-    "intraday_dashboard": (GROUPS["ops"], "INTRADAY_DASHBOARD_DB_PASSWORD"),  # reads; acknowledges alerts
-    "intraday_replay": (GROUPS["ops"], "INTRADAY_REPLAY_DB_PASSWORD"),        # reads progress and quarantine
+    "intraday_sink": ((WRITER,), "INTRADAY_SINK_DB_PASSWORD"),                    # writes every table
+    "intraday_dashboard": ((GROUPS["ops"], WEB), "INTRADAY_DASHBOARD_DB_PASSWORD"),  # reads; acks alerts; sessions
+    "intraday_replay": ((GROUPS["ops"],), "INTRADAY_REPLAY_DB_PASSWORD"),          # reads progress and quarantine
 }
 
 
@@ -74,10 +75,12 @@ def ensure_service_logins(conn: psycopg.Connection, passwords: dict[str, str]) -
     group, NOSUPERUSER NOBYPASSRLS NOCREATEROLE. Returns the logins made."""
     made = []
     with conn.transaction():
-        for login, (group, variable) in SERVICE_LOGINS.items():
+        for login, (groups, variable) in SERVICE_LOGINS.items():
             password = passwords.get(variable)
             if password:
-                _ensure_role(conn, login, group, password=password)
+                _ensure_role(conn, login, groups[0], password=password)
+                for group in groups[1:]:
+                    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(login)))
                 made.append(login)
     return made
 MAX_ROLE_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by PostgreSQL
@@ -96,7 +99,8 @@ def _check_name(name: str, what: str = "role name") -> str:
         raise PermissionSetupError(f"{what} {name!r}: empty or with surrounding blanks")
     if len(name.encode()) > MAX_ROLE_BYTES:
         raise PermissionSetupError(f"{what} {name!r}: longer than {MAX_ROLE_BYTES} bytes")
-    if name.lower().startswith("pg_") or name.lower() == "public" or name in GROUPS.values() or name == WRITER:
+    if (name.lower().startswith("pg_") or name.lower() == "public" or name in GROUPS.values()
+            or name in (WRITER, WEB)):
         raise PermissionSetupError(f"{what} {name!r} is reserved")
     return name
 

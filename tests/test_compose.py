@@ -526,3 +526,11 @@ def test_every_long_running_service_has_a_healthcheck_the_real_cli_accepts(servi
             if name == "dashboard":
                 assert str(args.port) in {str(p).rsplit(":", 1)[-1] for p in services[name]["ports"]}
         assert services[name].get("restart") == "unless-stopped", name
+
+
+def test_the_dashboard_sets_secure_cookies_behind_its_tls_terminator(services):
+    from intraday.config import Settings
+
+    env = env_of(services["dashboard"])
+    assert Settings.from_env(env).cookie_secure, "INTRADAY_COOKIE_SECURE must be on in production"
+    assert env.get("INTRADAY_TRUSTED_PROXIES"), "the throttle must see the client's address, not the proxy's"

@@ -855,25 +855,84 @@ def test_forged_inputs_are_harmless(app_and_creds):
         assert b"Traceback" not in r.data
 
 
-def test_database_down_is_reported_not_crashed(settings_env):
-    from psycopg_pool import ConnectionPool
-
+def test_database_down_is_reported_not_crashed(settings_env, db, pg_base_url):
+    """The database goes away under a logged-in page: the page says so (and keeps its session,
+    as this process last knew it); a new login is refused with a reason, not a crash."""
     from dashboard.app import close_app, create_app
+
+    from psycopg_pool import ConnectionPool
 
     s = settings_env()
     user, password = ensure_demo_user(s)
-    dead = ConnectionPool("postgresql://nobody@127.0.0.1:1/none", min_size=1, open=True, timeout=0.5,
-                          reconnect_timeout=0.5)
-    app = create_app(s, pool=dead, env={})
+    pool = ConnectionPool(db, min_size=1, open=True, timeout=0.5, reconnect_timeout=0.5,
+                          kwargs={"autocommit": True})
+    app = create_app(s, pool=pool, env={})
     try:
         c = app.server.test_client()
         csrf = login(c, user, password)
+        with psycopg.connect(pg_base_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{psycopg.conninfo.conninfo_to_dict(db)["dbname"]}" WITH (FORCE)')
         assert c.get("/_dash-layout").status_code == 200
         r = c.post("/_dash-update-component", json=refresh_body(app), headers={CSRF_HEADER: csrf})
         assert r.status_code == 200 and "database unavailable" in r.get_json()["response"]["clock"]["children"]
         assert c.get("/health").status_code == 503
+        fresh = app.server.test_client()
+        r = fresh.post("/login", data={"username": user, "password": password, "next": "/"})
+        assert r.status_code == 503 and b"database is unavailable" in r.data
     finally:
         close_app(app)
+
+
+def test_logout_ends_the_session_for_every_copy_of_its_cookie(app_and_creds, conn, settings_env):
+    """Server-side sessions: after a logout, a copy of the session cookie taken before it is
+    refused, by this process and by another one (a second app: another gunicorn worker)."""
+    from dashboard.app import close_app, create_app
+    from dashboard.auth import SESSION_COOKIE
+
+    app, (user, password) = app_and_creds
+    c = app.server.test_client()
+    login(c, user, password)
+    cookie = c.get_cookie(SESSION_COOKIE).value
+    thief = app.server.test_client()
+    thief.set_cookie(SESSION_COOKIE, cookie)
+    assert thief.get("/_dash-layout").status_code == 200  # the copy works while the session is open
+    other = create_app(settings_env(), env={})  # same users file and session key: another worker
+    try:
+        other_thief = other.server.test_client()
+        other_thief.set_cookie(SESSION_COOKIE, cookie)
+        assert other_thief.get("/_dash-layout").status_code == 200
+        assert c.get("/logout").status_code == 303
+        assert thief.get("/_dash-layout").status_code == 401
+        # the other worker re-reads the session's state within its cache time
+        from dashboard.auth import SESSION_CHECK_TTL_S
+
+        deadline = time.monotonic() + SESSION_CHECK_TTL_S + 10
+        while other_thief.get("/_dash-layout").status_code != 401:
+            assert time.monotonic() < deadline, "the other worker still honours a logged-out session"
+            time.sleep(0.2)
+    finally:
+        close_app(other)
+    row = conn.execute("SELECT username, ended_at IS NOT NULL, length(sid_hash) FROM dashboard_sessions").fetchall()
+    assert row == [(user, True, 64)]  # a hash, never the session id itself
+
+
+def test_login_throttle_is_per_user_and_address_and_bounded():
+    from dashboard.auth import _Throttle
+
+    t = _Throttle(limit=3, window_s=60, user_limit=5, addr_limit=8, max_keys=50)
+    for _ in range(3):
+        t.fail("anna", "10.0.0.1")
+    assert t.blocked("anna", "10.0.0.1")
+    assert not t.blocked("anna", "10.0.0.2") and not t.blocked("bert", "10.0.0.1")  # no lock-out of others
+    t.fail("anna", "10.0.0.2")
+    t.fail("anna", "10.0.0.3")
+    assert t.blocked("anna", "10.0.0.9")  # a guess spread over addresses: the user's limit
+    for i in range(8):
+        t.fail(f"user{i}", "10.9.9.9")
+    assert t.blocked("someone-else", "10.9.9.9")  # one address trying many users
+    for i in range(1000):
+        t.fail(f"spray{i}", f"192.0.2.{i % 250}")
+    assert len(t) <= 50 + 3  # bounded, whatever the attacker sends
 
 
 def test_no_debugger_and_no_tracebacks(app_and_creds):

@@ -527,7 +527,7 @@ def test_the_migration_is_idempotent_and_its_roles_are_plain(db):
         forced = conn.execute("SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity"
                               " AND relnamespace = current_schema()::regnamespace ORDER BY 1").fetchall()
     assert [r[0] for r in roles] == ["intraday_asset_owner", "intraday_back_office", "intraday_desk",
-                                     "intraday_ops", "intraday_writer"]
+                                     "intraday_ops", "intraday_web", "intraday_writer"]
     assert not any(r[1] or r[2] or r[3] for r in roles)
     assert [r[0] for r in forced] == ["asset_imbalance_qh", "asset_owners", "asset_qh", "contracts", "invoices",
                                       "technical_data"]
@@ -587,3 +587,13 @@ def test_the_performance_report_runs_as_staff_and_is_refused_to_owners(db, login
             assert got["portfolio"] == full["portfolio"] and got["assets"] == full["assets"], role
         with pytest.raises(psycopg.errors.InsufficientPrivilege), owner_session(conn, logins["owner"]):
             performance_report(conn, T1, T2)
+
+
+def test_no_staff_or_owner_role_can_read_or_forge_dashboard_sessions(db, logins):
+    """The sessions table is the dashboard's login's alone (intraday_web)."""
+    for login in logins.values():
+        with connect_as(db, login) as c:
+            for stmt in ("SELECT count(*) FROM dashboard_sessions",
+                         "INSERT INTO dashboard_sessions (sid_hash, username, expires_at) VALUES ('x', 'y', now())"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    c.execute(stmt)

@@ -67,7 +67,8 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
         def member(login: str, group: str) -> bool:
             return conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (login, group)).fetchone()[0]
 
-        memberships = {login: member(login, group) for login, (group, _) in SERVICE_LOGINS.items()}
+        memberships = {(login, group): member(login, group) for login, (groups, _) in SERVICE_LOGINS.items()
+                       for group in groups}
     assert owner_of_tables == {"intraday_owner"}
     for login in ("intraday_owner", *SERVICE_LOGINS):
         sup, can_login, bypass, createrole, verifier = roles[login]
