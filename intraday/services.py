@@ -119,8 +119,10 @@ class EmbeddedBroker:
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
+                log.warning("embedded broker did not stop within 5 s: killed")
                 self.proc.kill()
                 self.proc.wait(5)
+            log.info("stopped the embedded broker (pid %s)", self.proc.pid)
         self.proc = None
 
 

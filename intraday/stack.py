@@ -40,13 +40,17 @@ class Child:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 15) -> None:
+        how = "had exited"  # on its own, or by the same Ctrl-C as its supervisor
         if self.proc.poll() is None:
+            how = "terminated"
             self.proc.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killed", self.name, timeout)
                 self.proc.kill()
                 self.proc.wait(5)
+        log.info("stopped %s (pid %s %s, exit code %s)", self.name, self.proc.pid, how, self.proc.returncode)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

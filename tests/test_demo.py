@@ -96,8 +96,16 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
             proc.send_signal(stop_signal)
         order = _exit_order(watched, 90)
         assert proc.wait(90) == 0
-        # the worker and the sink leave their consumer groups through a running broker
-        assert order[-1] == "broker", order
+        assert sorted(order) == ["broker", "sink", "worker"], order
+        # the worker and the sink leave their consumer groups through a running broker: the
+        # supervisor's own log says in which order it stopped them (polling the processes cannot:
+        # the broker is stopped the instant the sink has gone)
+        lines = (tmp_path / "demo.stderr").read_text(errors="replace").splitlines()
+        stopped = [line for line in lines if " stopped " in line]
+        names = [n for line in stopped for n in ("worker", "sink", "broker") if f"stopped {n} " in line
+                 or (n == "broker" and "stopped the embedded broker" in line)]
+        assert names[-1] == "broker" and {"worker", "sink"} <= set(names), stopped
+        assert not [line for line in lines if "did not stop within" in line], lines[-20:]
         gone, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"orphans: {[p.cmdline() for p in alive]}"
         deadline = time.monotonic() + 30
