@@ -127,6 +127,8 @@ def migrate(url: str, *, timescale: bool | None = None) -> list[str]:
                                  (path.name, timescale))
                 applied_now.append(path.name)
                 log.info("applied migration %s", path.name)
+            if applied_now and conn.execute("SELECT to_regproc('intraday_secure_children')").fetchone()[0]:
+                conn.execute("SELECT intraday_secure_children()")  # tables a migration partitioned
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied_now

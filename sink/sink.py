@@ -332,6 +332,9 @@ def _write_isolating(conn, rows, offsets, origins, refused) -> int:
 
 
 def _record_offsets(conn: psycopg.Connection, offsets: dict[tuple[str, int], int]) -> None:
+    # before the COMMIT: a TimescaleDB chunk this transaction created is closed to owners before
+    # anyone can see it (sql/015_secure_children.sql)
+    conn.execute("SELECT intraday_secure_children()")
     if offsets:
         with conn.cursor() as cur:
             cur.executemany(

@@ -34,12 +34,15 @@ def test_migrations_apply_from_empty_once_and_are_safe_to_rerun(pg_base_url):
     url = _with_db(pg_base_url, name)
     try:
         first = db.migrate(url)
-        assert first == [p.name for p in db.migration_files(timescale=False)]
+        with psycopg.connect(url) as conn:
+            timescale = _has_timescale(conn)
+        assert first == [p.name for p in db.migration_files(timescale=timescale)]
         assert db.migrate(url) == []
         with psycopg.connect(url) as conn:
             applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
             assert applied == first
-            assert not any(n.endswith(".timescale.sql") for n in applied)
+            assert any(n.endswith(".timescale.sql") for n in applied) == timescale
+            assert not any(n.endswith(".plain.sql") for n in applied) == timescale
             kinds = dict(conn.execute("SELECT table_name, table_type FROM information_schema.tables "
                                       "WHERE table_schema = 'public'").fetchall())
         assert kinds["portfolio_qh"] == "BASE TABLE" and kinds["portfolio_hourly"] == "VIEW"
@@ -48,9 +51,32 @@ def test_migrations_apply_from_empty_once_and_are_safe_to_rerun(pg_base_url):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_extension_is_detected_as_missing_here_and_the_plain_path_is_taken(fresh_db):
+def _has_timescale(conn) -> bool:
+    """Whether this server can run TimescaleDB, asked of the server itself (not of our code)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+                       " current_setting('shared_preload_libraries') LIKE '%timescaledb%'").fetchone()
+    return bool(row[0] and row[1])
+
+
+def test_the_extension_is_detected_and_its_path_taken(fresh_db):
+    """On a server with TimescaleDB the hypertables, the compression and retention policies and the
+    continuous aggregate exist; without, plain tables and a view with the same names and keys."""
     with psycopg.connect(fresh_db, autocommit=True) as conn:
-        assert db.detect_timescale(conn) is False
+        timescale = _has_timescale(conn)
+        assert db.detect_timescale(conn) is timescale
+        flags = {r[0] for r in conn.execute("SELECT DISTINCT timescale FROM schema_migrations")}
+        assert flags == {timescale}
+        if not timescale:
+            assert conn.execute("SELECT to_regclass('timescaledb_information.hypertables')").fetchone() == (None,)
+            return
+        hyper = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        assert {"asset_qh", "trading_qh", "asset_imbalance_qh", "portfolio_qh", "portfolio_qh_history",
+                "asset_qh_history", "trading_qh_history"} <= hyper
+        jobs = {(r[0], r[1]) for r in conn.execute("SELECT proc_name, hypertable_name FROM timescaledb_information.jobs")}
+        assert ("policy_compression", "portfolio_qh_history") in jobs
+        assert any(p == "policy_retention" for p, _ in jobs)
+        caggs = {r[0] for r in conn.execute("SELECT view_name FROM timescaledb_information.continuous_aggregates")}
+        assert "portfolio_hourly" in caggs
 
 
 def test_with_timescaledb_present_the_hypertable_ddl_is_chosen_and_matches_the_reviewed_snapshot():

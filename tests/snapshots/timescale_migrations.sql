@@ -29,10 +29,11 @@ SELECT add_continuous_aggregate_policy('portfolio_hourly', start_offset => INTER
 --
 -- RLS policies of a hypertable are applied when the hypertable is queried, but not when one of its
 -- chunk tables is queried by name, and chunks copy the hypertable's GRANTs (timescaledb #7830).
--- So an asset owner, who has SELECT on asset_qh, could read every owner's rows from
--- _timescaledb_internal._hyper_N_M_chunk. Close that door: nobody but the roles that may read every
--- row anyway may look up names in the chunk schemas. Queries through the hypertable do not need
--- it (chunks are reached by OID, and privileges are checked on the hypertable).
+-- An asset owner, who has SELECT on asset_qh, could read every owner's rows from a chunk. The
+-- chunks are closed by 015_secure_children.sql (every child of an RLS table readable by the staff
+-- and the writer only), not by revoking USAGE on the chunk schema: TimescaleDB's planner looks up
+-- its own types in _timescaledb_internal with the caller's rights, so without USAGE no owner could
+-- read a hypertable at all.
 --
 -- Also: RLS and compression cannot be combined (#6827; TimescaleDB refuses to compress a table
 -- with RLS and to enable RLS on a compressed one), and continuous aggregates do not carry
@@ -40,20 +41,7 @@ SELECT add_continuous_aggregate_policy('portfolio_hourly', start_offset => INTER
 -- continuous aggregate; neither is asset-scoped nor granted to owners. Keep it that way.
 
 DO $$
-DECLARE
-    s text;
 BEGIN
-    FOR s IN
-        SELECT n.nspname FROM pg_namespace n
-        WHERE n.nspname = '_timescaledb_internal'
-           OR n.nspname IN (SELECT h.associated_schema_name::text FROM _timescaledb_catalog.hypertable h)
-    LOOP
-        CONTINUE WHEN s = current_schema() OR s NOT LIKE '\_timescaledb%';  -- never the tables' own schema
-        EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM PUBLIC', s);
-        EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM intraday_asset_owner', s);
-        EXECUTE format('GRANT USAGE ON SCHEMA %I TO intraday_desk, intraday_ops, intraday_back_office, '
-                       'intraday_writer', s);
-    END LOOP;
     -- refuse a setup in which an RLS table is compressed (it could not be, but say it plainly)
     IF EXISTS (
         SELECT 1 FROM timescaledb_information.hypertables h
@@ -74,3 +62,16 @@ SELECT add_compression_policy('asset_qh_history', INTERVAL '7 days', if_not_exis
 SELECT add_compression_policy('trading_qh_history', INTERVAL '7 days', if_not_exists => TRUE);
 SELECT add_retention_policy('asset_qh_history', INTERVAL '730 days', if_not_exists => TRUE);
 SELECT add_retention_policy('trading_qh_history', INTERVAL '730 days', if_not_exists => TRUE);
+-- 015_secure_children.timescale.sql
+-- TimescaleDB only. An earlier 005_permissions.timescale.sql revoked USAGE on the chunk schema,
+-- which kept owners from reading any hypertable (TimescaleDB's planner resolves its own types
+-- in _timescaledb_internal with the caller's rights). Give it back as TimescaleDB sets it; the
+-- chunks themselves are closed by 015_secure_children.sql. A migrating login that may not grant
+-- it (not the schema's owner) is told what an administrator must run instead of failing.
+DO $$
+BEGIN
+    GRANT USAGE ON SCHEMA _timescaledb_internal TO PUBLIC;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'as a superuser run: GRANT USAGE ON SCHEMA _timescaledb_internal TO PUBLIC '
+                  '(asset owners cannot read hypertables without it)';
+END $$;
