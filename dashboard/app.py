@@ -3,7 +3,10 @@
 ``create_app`` is the composition root: it opens a ``psycopg_pool.ConnectionPool`` on
 ``settings.database_url`` (nothing connects at import), installs the auth guard
 (:mod:`dashboard.auth`), the layout and the callbacks. Callbacks are thin glue:
-``require_user()`` -> ``query_*(conn, ..., assets=user.asset_filter)`` -> ``*_figure(df)`` dicts.
+``require_user()`` -> ``user_connection(pool, user)`` -> ``query_*(conn, ..., assets=user.asset_filter)``
+-> ``*_figure(df)`` dicts. An asset owner's queries run in the owner's database role
+(``sink.permissions.user_session``): the database itself returns nothing of other owners, also
+where a filter of ours is wrong; ``assets`` only shapes the answer (sums over their assets).
 
 Updates: a ``dcc.Interval`` ticks every 2 s; the main callback first reads one cheap fingerprint
 row (replay clock and the newest ``known_at`` per table of the viewed day, alert counts). If
@@ -20,11 +23,13 @@ cockpit. Asset tab: asset picker and drill-down graph.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ from intraday.config import ConfigError, Settings
 from intraday.qh import BERLIN, UTC
 from intraday.status import broker_health, recent_latency_ms
 from sink.db import connection_kwargs
+from sink.permissions import PermissionSetupError, can_manage_roles, sync_dashboard_users, user_session
 
 log = logging.getLogger("intraday.dashboard")
 
@@ -62,6 +68,56 @@ POOL_KEY = "intraday_pool"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 EMPTY_FP: dict[str, Any] = {}
 DB_ERRORS = (psycopg.Error, PoolTimeout)
+
+
+class AccessNotSetUp(psycopg.Error):
+    """An asset owner's database role is missing, or the dashboard's login may not use it."""
+
+
+@contextlib.contextmanager
+def user_connection(pool, user) -> Iterator[psycopg.Connection]:
+    """A pooled connection for ``user``'s queries: an asset owner's in their database role, with
+    the owner views first on the search_path (docs/permissions.md); staff on the dashboard's login."""
+    with pool.connection() as conn:
+        if user.sees_portfolio:
+            yield conn
+            return
+        scoped = user_session(conn, user)
+        try:
+            scoped.__enter__()
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege,
+                PermissionSetupError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AccessNotSetUp(f"the database access of {user.username!r} is not set up ({first}): an "
+                                 "administrator runs `intraday migrate` with the users file "
+                                 "(docs/permissions.md)") from None
+        with contextlib.ExitStack() as stack:
+            stack.push(scoped)
+            yield conn
+
+
+def sync_owner_roles(pool, users: Iterable[Any]) -> dict[str, list[str]] | None:
+    """Give the asset owners of the users file their database roles, where the dashboard's login
+    may create roles (the embedded demo). In production ``intraday migrate`` does it; then this
+    says so once and returns None."""
+    try:
+        with pool.connection() as conn:
+            if not can_manage_roles(conn):
+                log.info("asset owners' database roles: kept by `intraday migrate` (this login may not create roles)")
+                return None
+            synced = sync_dashboard_users(conn, users)
+    except (PermissionSetupError, *DB_ERRORS) as exc:
+        log.warning("asset owners' database roles not synced: %s",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return None
+    if synced:
+        log.info("asset owners' database roles: %s", ", ".join(f"{r} ({len(a)} assets)" for r, a in synced.items()))
+    return synced
+
+
+def _db_message(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg if isinstance(exc, AccessNotSetUp) else f"database unavailable: {msg}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +250,7 @@ def build_layout(pool, settings: Settings) -> html.Div:
     asset_options: list[dict[str, str]] = []
     if user is not None and pool is not None:
         try:
-            with pool.connection() as conn:
+            with user_connection(pool, user) as conn:
                 day_options, day_value = _day_options(conn, user.asset_filter)
                 asset_options = _asset_options(conn, user.asset_filter)
         except DB_ERRORS as exc:  # the page must load even without a database
@@ -357,6 +413,9 @@ def create_app(settings: Settings, *, pool=None, env: dict[str, str] | None = No
     server.debug = False
     pool = pool if pool is not None else open_pool(settings.database_url)
     server.extensions[POOL_KEY] = pool
+    if store is not None:  # owners' roles follow the users file (re-read when it changes)
+        store.on_reload = lambda users: sync_owner_roles(pool, users.values())
+        store.on_reload(store.users())
     install_auth(server, settings, store, env=env, sessions=SessionRegistry(pool))
     _serialise_dash_setup(app)
 
@@ -474,14 +533,14 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         triggered = set(dash.callback_context.triggered_prop_ids or {})
         forced = "ack-version.data" in triggered  # our own write: show it now
         try:
-            with pool.connection() as conn:
+            with user_connection(pool, user) as conn:
                 return update(conn, user, day_value, live, as_of_value, tab, asset_value, prev_fp, forced,
                               only_tick=triggered <= {"tick.n_intervals"} and bool(prev_fp),
                               selected_ids=selected_ids)
         except DB_ERRORS as exc:  # a database hiccup must not kill the page; bugs still surface as 500
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = _db_message(exc)
             log.warning("refresh failed: %s", msg)
-            return (f"database unavailable: {msg}",) + (no,) * (len(outputs) - 1)
+            return (msg,) + (no,) * (len(outputs) - 1)
 
     def update(conn, user, day_value, live, as_of_value, tab, asset_value, prev_fp, forced, only_tick,
                selected_ids=None):
@@ -603,7 +662,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         if day is None:
             return no
         as_of = _parse_as_of(live, as_of_value)
-        with pool.connection() as conn:
+        with user_connection(pool, user) as conn:
             portfolio = Q.query_portfolio(conn, day, as_of, user.asset_filter)
             now = as_of or Q.replay_clock(conn, user.asset_filter)
         frame = F.cockpit_frame(portfolio, now)

@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,20 +217,30 @@ def ensure_demo_user(settings: Settings) -> tuple[str, str] | None:
 
 
 class UserStore:
-    """The users file, re-read when its modification time or size changes (thread-safe)."""
+    """The users file, re-read when its modification time or size changes (thread-safe).
+
+    ``on_reload(users)``, if set, runs after every re-read (the dashboard gives new asset owners
+    their database roles there)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._users: dict[str, User] = {}
+        self.on_reload: Callable[[dict[str, User]], Any] | None = None
         self.reload()
+
+    def users(self) -> dict[str, User]:
+        with self._lock:
+            return dict(self._users)
 
     def reload(self) -> None:
         st = self.path.stat()
         users = load_users(self.path)
         with self._lock:
             self._users, self._stamp = users, (st.st_mtime_ns, st.st_size)
+        if self.on_reload is not None:
+            self.on_reload(dict(users))
 
     def get(self, username: Any) -> User | None:
         if not isinstance(username, str):

@@ -443,6 +443,7 @@ def cmd_migrate(args, settings: Settings) -> int:
     with database(settings, migrate=False) as url:
         applied = migrate(url)
         logins = []
+        owners: dict[str, list[str]] = {}
         if settings.service_db_passwords:
             import psycopg
 
@@ -454,10 +455,35 @@ def cmd_migrate(args, settings: Settings) -> int:
                     logins = ensure_service_logins(conn, settings.service_db_passwords)
             except (PermissionSetupError, psycopg.Error) as exc:
                 raise CliError(f"service logins not made: {str(exc).strip().splitlines()[0]}") from None
+        users_path = Path(settings.users_file) if settings.users_file else None
+        if users_path is not None and users_path.exists():  # the dashboard's asset owners get their roles
+            owners = _sync_dashboard_owners(url, users_path)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     if logins:
         print("service logins: " + ", ".join(logins))
+    if users_path is not None and users_path.exists():
+        print("dashboard asset owners: " + (", ".join(f"{r} ({len(a)} assets)" for r, a in owners.items())
+                                            or f"none in {users_path}"))
     return EXIT_OK
+
+
+def _sync_dashboard_owners(url: str, path: Path) -> dict[str, list[str]]:
+    """One database role per asset owner of the dashboard's users file, which the dashboard's
+    login (``intraday_dashboard`` where it exists, else this one) may use (docs/permissions.md)."""
+    import psycopg
+
+    from dashboard.auth import AuthConfigError, load_users
+    from sink.db import connect
+    from sink.permissions import PermissionSetupError, sync_dashboard_users
+
+    try:
+        users = load_users(path)
+        with connect(url, autocommit=True) as conn:
+            login = "intraday_dashboard" if conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = 'intraday_dashboard'").fetchone() else None
+            return sync_dashboard_users(conn, users.values(), dashboard_login=login)
+    except (AuthConfigError, PermissionSetupError, psycopg.Error) as exc:
+        raise CliError(f"dashboard asset owners not set up: {str(exc).strip().splitlines()[0]}") from None
 
 
 def cmd_topics(args, settings: Settings) -> int:

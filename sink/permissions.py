@@ -16,7 +16,10 @@ to it (or to a role it is a member of) in ``asset_qh``, ``asset_imbalance_qh``, 
   query runs with the rights and the row policies of that role; the role ends with the
   transaction, so a pooled connection comes back unchanged.
 - :func:`sync_dashboard_users`: the dashboard's users file -> one NOLOGIN role per dashboard
-  asset owner (``owner:<username>``) with exactly the user's ``assets``.
+  asset owner (``owner:<username>``) with exactly the user's ``assets``, which the dashboard's
+  login may ``SET ROLE`` to. An owner's session also puts :data:`OWNER_SCOPE` first on its
+  search_path (sql/016_owner_scope.sql): the dashboard's statements then read, under the same
+  names, views that hold nothing beyond the owner's assets and the public market.
 
 Roles are cluster-wide, the mapping and GRANTs per database: run these in the database the
 dashboard reads. They need a role that may create roles (CREATEROLE or superuser) and write
@@ -46,7 +49,7 @@ from psycopg.pq import TransactionStatus
 __all__ = [
     "ASSET_OWNER", "GROUPS", "STAFF_ROLES", "WRITER", "create_owner_login", "create_staff_login",
     "dashboard_owner_role", "db_role_for", "drop_login", "ensure_service_logins", "owner_session", "permission_summary",
-    "set_owner_assets", "sync_dashboard_users", "user_session",
+    "set_owner_assets", "sync_dashboard_users", "user_session", "can_manage_roles", "OWNER_SCOPE",
 ]
 
 #: dashboard role -> database group role
@@ -56,6 +59,7 @@ STAFF_ROLES = ("desk", "ops", "back_office")
 ASSET_OWNER = GROUPS["asset_owner"]
 WRITER = "intraday_writer"
 DASHBOARD_OWNER_PREFIX = "owner:"
+OWNER_SCOPE = "owner_scope"  # the schema of an asset owner's views (sql/016_owner_scope.sql)
 
 #: The services' logins, one per duty (docs/deploy.md): login -> (its group, the environment
 #: variable of its password). ``intraday migrate`` creates each whose password is set, none of
@@ -237,30 +241,43 @@ def _is_superuser(conn: psycopg.Connection) -> bool:
     return bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = session_user").fetchone()[0])
 
 
-def _let_session_user_set(conn: psycopg.Connection, role: str) -> None:
-    """Allow the connecting login to ``SET ROLE role`` (a superuser may already)."""
-    if _is_superuser(conn):
+def _let_login_set(conn: psycopg.Connection, role: str, login: str | None = None) -> None:
+    """Allow ``login`` (default: the connecting login) to ``SET ROLE role`` (a superuser may already)."""
+    login = login or conn.execute("SELECT session_user").fetchone()[0]
+    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
+    if superuser is None:
+        raise PermissionSetupError(f"the dashboard's login {login!r} does not exist")
+    if superuser[0]:
         return
     option = "SET" if conn.info.server_version >= 160000 else "MEMBER"
-    member = conn.execute("SELECT pg_has_role(session_user, %s, %s)", (role, option)).fetchone()[0]
-    if member:
+    if conn.execute("SELECT pg_has_role(%s, %s, %s)", (login, role, option)).fetchone()[0]:
         return
+    who = sql.Identifier(login)
     options = sql.SQL(" WITH INHERIT FALSE, SET TRUE") if conn.info.server_version >= 160000 else sql.SQL("")
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("GRANT {} TO {}{}").format(sql.Identifier(role), sql.SQL("session_user"), options))
+            conn.execute(sql.SQL("GRANT {} TO {}{}").format(sql.Identifier(role), who, options))
     except psycopg.errors.InsufficientPrivilege:
         raise PermissionSetupError(f"the dashboard's login cannot SET ROLE {role!r}: as an administrator run "
                                    f'GRANT "{role}" TO <dashboard login>') from None
 
 
-def sync_dashboard_users(conn: psycopg.Connection, users: Iterable[Any]) -> dict[str, list[str]]:
+def can_manage_roles(conn: psycopg.Connection) -> bool:
+    """Whether the connecting login may create roles (superuser or CREATEROLE)."""
+    return bool(conn.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = session_user"
+                             ).fetchone()[0])
+
+
+def sync_dashboard_users(conn: psycopg.Connection, users: Iterable[Any], *,
+                         dashboard_login: str | None = None) -> dict[str, list[str]]:
     """Mirror the dashboard's asset owners into the database (in this database).
 
     For every ``asset_owner`` user: a NOLOGIN role ``owner:<username>`` in
     ``intraday_asset_owner``, mapped to exactly the user's ``assets``. Mappings of ``owner:*``
-    roles whose user is gone are deleted (the role remains, reading nothing). The connecting login
-    is allowed to ``SET ROLE`` every role the dashboard uses. Returns ``{role: assets}``.
+    roles whose user is gone are deleted (the role remains, reading nothing). The dashboard's
+    login (``dashboard_login``, default: the connecting login) is allowed to ``SET ROLE`` every
+    role the dashboard uses (``intraday migrate`` runs this for the dashboard's login; the
+    embedded demo's dashboard for itself). Returns ``{role: assets}``.
     """
     users = list(users)
     out: dict[str, list[str]] = {}
@@ -275,7 +292,7 @@ def sync_dashboard_users(conn: psycopg.Connection, users: Iterable[Any]) -> dict
         conn.execute("DELETE FROM asset_owners WHERE starts_with(owner_role, %s) AND NOT (owner_role = ANY(%s))",
                      (DASHBOARD_OWNER_PREFIX, list(out)))
         for role in [*(GROUPS[r] for r in STAFF_ROLES), *out]:
-            _let_session_user_set(conn, role)
+            _let_login_set(conn, role, dashboard_login)
     return out
 
 
@@ -284,12 +301,13 @@ def sync_dashboard_users(conn: psycopg.Connection, users: Iterable[Any]) -> dict
 
 
 @contextlib.contextmanager
-def owner_session(conn: psycopg.Connection, role: str) -> Iterator[psycopg.Connection]:
+def owner_session(conn: psycopg.Connection, role: str, *, scope: str | None = None) -> Iterator[psycopg.Connection]:
     """Run the block's queries as ``role`` (``SET LOCAL ROLE`` in a new transaction).
 
     The connection must be idle (no open transaction): the role then ends with this block's
     transaction whatever happens inside (commit, rollback, exception). Row-level security is
     forced on (``row_security = on``): a query that a policy would filter can never run unfiltered.
+    ``scope``: a schema put first on the search_path for the block (:data:`OWNER_SCOPE`).
     Note: this scopes the queries *we* send; it is not a sandbox for SQL from elsewhere (a
     ``RESET ROLE`` inside the block would return to the login's rights).
     """
@@ -298,6 +316,9 @@ def owner_session(conn: psycopg.Connection, role: str) -> Iterator[psycopg.Conne
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
         conn.execute("SET LOCAL row_security = on")
+        if scope is not None:
+            conn.execute("SELECT set_config('search_path', quote_ident(%s) || ', ' || current_setting('search_path'),"
+                         " true)", (scope,))
         now = conn.execute("SELECT current_user").fetchone()[0]
         if now != role:  # pragma: no cover - SET ROLE either works or raises
             raise PermissionSetupError(f"SET ROLE {role!r} left current_user {now!r}")
@@ -305,8 +326,10 @@ def owner_session(conn: psycopg.Connection, role: str) -> Iterator[psycopg.Conne
 
 
 def user_session(conn: psycopg.Connection, user: Any) -> contextlib.AbstractContextManager[psycopg.Connection]:
-    """:func:`owner_session` for a dashboard user (``db_role_for(user)``)."""
-    return owner_session(conn, db_role_for(user))
+    """:func:`owner_session` for a dashboard user (``db_role_for(user)``); an asset owner's with
+    the :data:`OWNER_SCOPE` views first on the search_path."""
+    scope = OWNER_SCOPE if getattr(user, "role", None) == "asset_owner" else None
+    return owner_session(conn, db_role_for(user), scope=scope)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -395,6 +395,48 @@ def test_health_queries(conn):
     assert q.to_dict("records")[0]["records"] == 2
 
 
+def test_an_owner_session_returns_no_foreign_row_even_with_a_wrong_filter(conn):
+    """The database scopes an asset owner, not only our filters: every query of the dashboard, run
+    in the owner's session with the whole portfolio's filter (assets=None: a bug in a callback),
+    returns their own assets' rows and the public market, nothing of other owners or the book."""
+    from dashboard.auth import User
+    from sink.permissions import sync_dashboard_users, user_session
+
+    insert(conn, "alerts", [dict(alert_id="a9", delivery_start=A, status="raised", kind="imbalance_volume",
+                                 severity="warning", subject=W2, detected_at=T(10, 1), payload={"value": 1.2})])
+    insert(conn, "forecast_versions", [dict(asset_id=a, version=T(9, 0), delivery_start=[A], power_kw=[kw])
+                                       for a, kw in ((W1, 111.0), (W2, 222.0))])
+    owner = User("owner2", "asset_owner", (W2,))
+    assert sync_dashboard_users(conn, [owner]) == {"owner:owner2": [W2]}
+    # the same queries without the session read everything (the rows are there to leak)
+    assert Q.query_portfolio(conn, DAY)["net_sold_mwh"].notna().sum() == 2
+    with user_session(conn, owner):
+        p = Q.query_portfolio(conn, DAY)
+        assert len(p) == 96 and p.drop(columns="delivery_start").isna().all().all()  # the book's sums: none
+        assert Q.query_as_known_at(conn, DAY, T(12))["best_of_infeed_kw"].isna().all()
+        assert Q.query_history_range(conn, DAY).isna().all().all()
+        tr = Q.query_trading(conn, DAY)
+        assert tr[["private_trades", "revenue_eur", "private_vwap_eur_mwh"]].isna().all().all()
+        assert row_at(tr, A).public_trades == 10 and row_at(tr, A).idx_full_eur_mwh == 95  # the public market
+        sc = row_at(Q.query_source_counts(conn, DAY), A)
+        assert (sc.final, sc.live) == (0, 1)  # W2's live; W1's final is not theirs
+        totals = Q.query_running_totals(conn, DAY).iloc[0]
+        assert math.isnan(totals.revenue_eur) and math.isnan(totals.trades) and math.isnan(totals.imbalance_cost_eur)
+        assert Q.query_alerts(conn, DAY)["subject"].tolist() == [W2]
+        assert Q.query_fingerprint(conn, DAY).iloc[0].alerts_n == 1
+        fresh = Q.query_freshness(conn).set_index("source")["latest_at"]
+        assert pd.isna(fresh["private trades"]) and pd.isna(fresh["portfolio results"])
+        assert fresh["public trades"] == pd.Timestamp(T(10, 14)) and pd.notna(fresh["imbalance price final"])
+        assert Q.replay_clock(conn) is not None
+        assert Q.query_assets(conn)["asset_id"].tolist() == [W2]
+        assert Q.query_asset(conn, DAY, W1)[["latest_kw", "best_kw", "cost_eur"]].isna().all().all()
+        assert Q.query_forecast_versions(conn, DAY, W1).empty
+        assert Q.query_forecast_versions(conn, DAY, W2)["power_kw"].tolist() == [222.0]
+        assert Q.query_days(conn).empty  # the days of the book: not theirs
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), user_session(conn, owner):
+        Q.acknowledge_alert(conn, "a9", A, "owner2")  # reading is all an owner's session may do
+
+
 def test_queries_refuse_naive_instants(conn):
     with pytest.raises(ValueError):
         Q.query_as_known_at(conn, DAY, dt.datetime(2025, 6, 8, 10, 0))
@@ -807,6 +849,39 @@ def test_asset_owner_sees_only_their_rows(app_and_creds):
     assert "cannot acknowledge" in r["ack-msg"]["children"]
 
 
+def test_an_owner_sees_no_foreign_row_even_if_the_app_filters_wrongly(app_and_creds, monkeypatch):
+    """A bug that drops an owner's filter in every callback still shows them nothing of others:
+    the dashboard runs their queries in their database role."""
+    from dashboard.auth import User
+
+    app, _ = app_and_creds
+    monkeypatch.setattr(User, "asset_filter", property(lambda self: None))  # the bug: nobody filtered
+    c = app.server.test_client()
+    h = {CSRF_HEADER: login(c, "owner2", OWNER_PASSWORD)}
+    resp = c.post("/_dash-update-component", json=refresh_body(app), headers=h).get_json()["response"]
+    text = json.dumps(resp)
+    for needle in ("Windpark Nord", W1, "PORTFOLIO"):
+        assert needle not in text, (needle, text[max(0, text.find(needle) - 300):text.find(needle) + 100])
+    for fig in ("cockpit", "prices", "imbalance"):  # of the book (net sold, our VWAP, cost): no value at all
+        for t in resp[fig]["figure"]["data"]:
+            if t["name"] in ("net sold", "our VWAP", "VWAP - idx_full", "imbalance cost"):
+                assert all(v is None for v in t.get("y") or []), (fig, t["name"])
+    resp = c.post("/_dash-update-component", json=refresh_body(app, **{"tab.value": "asset"}),
+                  headers=h).get_json()["response"]
+    assert [o["value"] for o in resp["asset"]["options"]] == [W2]
+
+
+def test_an_owner_without_a_database_role_is_told_so(app_and_creds, conn):
+    app, _ = app_and_creds
+    conn.execute('DROP OWNED BY "owner:owner2"')
+    conn.execute('DROP ROLE "owner:owner2"')
+    c = app.server.test_client()
+    h = {CSRF_HEADER: login(c, "owner2", OWNER_PASSWORD)}
+    resp = c.post("/_dash-update-component", json=refresh_body(app), headers=h).get_json()["response"]
+    msg = resp["clock"]["children"]
+    assert "not set up" in msg and "intraday migrate" in msg and "database unavailable" not in msg, msg
+
+
 def test_acknowledge_through_the_callback(app_and_creds, conn):
     app, (user, password) = app_and_creds
     c = app.server.test_client()
@@ -858,9 +933,9 @@ def test_forged_inputs_are_harmless(app_and_creds):
 def test_database_down_is_reported_not_crashed(settings_env, db, pg_base_url):
     """The database goes away under a logged-in page: the page says so (and keeps its session,
     as this process last knew it); a new login is refused with a reason, not a crash."""
-    from dashboard.app import close_app, create_app
-
     from psycopg_pool import ConnectionPool
+
+    from dashboard.app import close_app, create_app
 
     s = settings_env()
     user, password = ensure_demo_user(s)

@@ -419,8 +419,12 @@ def test_dashboard_users_map_to_database_roles(db):
             with user_session(conn, u_owner):
                 assert conn.execute("SELECT current_user").fetchone()[0] == role
                 assert {r[0] for r in conn.execute("SELECT asset_id FROM asset_qh")} == {"WND-A1"}
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute("SELECT 1 FROM trading_qh")
+                # trading_qh is the owner's view of it (sql/016_owner_scope.sql): the public book only;
+                # the table itself stays closed
+                assert {r[0] for r in conn.execute("SELECT book FROM trading_qh")} <= {"public"}
+                schema = conn.execute("SELECT (current_schemas(false))[2]").fetchone()[0]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                    conn.execute(sql.SQL("SELECT 1 FROM {}.trading_qh").format(sql.Identifier(schema)))
             with user_session(conn, u_desk):
                 assert conn.execute("SELECT count(DISTINCT asset_id) FROM asset_qh").fetchone()[0] == 3
             summary = {r["role"]: r for r in permission_summary(conn)}

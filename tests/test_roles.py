@@ -52,11 +52,17 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
     assert r.returncode == 0, r.stderr
     owner_url = make_conninfo(admin, dbname="intraday", user="intraday_owner")
     # 2. `intraday migrate` as the owner: schema, groups, and the services' logins
-    env = {**os.environ, "DATABASE_URL": owner_url, "INTRADAY_STATE_DIR": str(tmp_path / "state"), **PASSWORDS}
+    from dashboard.auth import add_user, load_users
+
+    users = tmp_path / "users.json"
+    add_user(users, "alice", "alice-pass-123", "asset_owner", ["WND-A"])
+    env = {**os.environ, "DATABASE_URL": owner_url, "INTRADAY_STATE_DIR": str(tmp_path / "state"), **PASSWORDS,
+           "INTRADAY_USERS_FILE": str(users)}
     r = subprocess.run([sys.executable, "-m", "intraday.cli", "migrate"], env=env, capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "service logins: intraday_sink, intraday_dashboard, intraday_replay" in r.stdout
+    assert "dashboard asset owners: owner:alice (1 assets)" in r.stdout
     with psycopg.connect(make_conninfo(admin, dbname="intraday"), autocommit=True) as conn:
         roles = {name: (sup, login, bypass, createrole, (pw or "")[:14]) for name, sup, login, bypass, createrole, pw
                  in conn.execute("SELECT rolname, rolsuper, rolcanlogin, rolbypassrls, rolcreaterole, rolpassword "
@@ -91,9 +97,19 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
     with as_("intraday_sink") as conn:
         row = ("vpp.live-infeed", "f.csv", 3, "bad number", "x;y", "input")
         assert write_batch(conn, {"quarantine": {row[:4]: row}}, {("vpp.live-infeed.dlq", 0): 1}) == 1
+        conn.execute("INSERT INTO asset_qh (asset_id, delivery_start, known_at) VALUES "
+                     "('WND-A', '2025-06-08T10:00Z', now()), ('WND-B', '2025-06-08T10:00Z', now())")
+    from sink.permissions import user_session
+
     with as_("intraday_dashboard") as conn:
         assert conn.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM asset_qh").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM asset_qh").fetchone() == (2,)
+        # the dashboard's login runs an owner's queries in the owner's role, made by migrate
+        with user_session(conn, load_users(users)["alice"]):
+            assert conn.execute("SELECT array_agg(asset_id) FROM asset_qh").fetchone() == (["WND-A"],)
+            assert conn.execute("SELECT count(*) FROM portfolio_qh").fetchone() == (0,)  # the owner's view
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute('CREATE ROLE "owner:mallory"')  # but it makes no roles itself
     # 4. and nothing past it
     refused = {
         "intraday_dashboard": ["INSERT INTO asset_qh (asset_id, delivery_start) VALUES ('A', now())",
