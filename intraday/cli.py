@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         settings = Settings.from_env()
+        from intraday.kafka import use_security
+
+        use_security(settings.kafka_security)
         handler = globals()[f"cmd_{args.command.replace('-', '_')}"]
         return handler(args, settings) or EXIT_OK
     except CliError as exc:

@@ -3,6 +3,10 @@
 | variable | default | meaning |
 | --- | --- | --- |
 | KAFKA_BOOTSTRAP_SERVERS | (unset: embedded Tansu) | Kafka cluster to use; nothing is started |
+| KAFKA_SECURITY_PROTOCOL | PLAINTEXT | `SASL_PLAINTEXT`, `SASL_SSL` or `SSL` for a secured cluster (docs/deploy.md) |
+| KAFKA_SASL_MECHANISM | SCRAM-SHA-512 | `SCRAM-SHA-512` or `SCRAM-SHA-256` |
+| KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD | (unset) | the services' Kafka login (required with SASL_*); never printed |
+| KAFKA_SSL_CA_LOCATION | (system CAs) | CA file that signed the brokers' certificates (SSL, SASL_SSL) |
 | DATABASE_URL | (unset: embedded PostgreSQL) | PostgreSQL/TimescaleDB to use; nothing is started |
 | INTRADAY_STATE_DIR | ./.intraday | embedded services' data, logs, sample day |
 | INTRADAY_PARTITIONS | 4 | partitions of the keyed topics |
@@ -47,6 +51,55 @@ def _num(env: Mapping[str, str], name: str, default: float, kind: type = float) 
     return value
 
 
+PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of ours authenticates to the cluster (the same for all services)."""
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_location: str | None = None
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SASL_SSL", "SSL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaSecurity:
+        protocol = (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(PROTOCOLS)}")
+        mechanism = (env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper()
+        if mechanism not in MECHANISMS:
+            raise ConfigError(f"KAFKA_SASL_MECHANISM={mechanism!r} must be one of {', '.join(MECHANISMS)}")
+        sec = cls(protocol, mechanism, env.get("KAFKA_SASL_USERNAME") or None,
+                  env.get("KAFKA_SASL_PASSWORD") or None, env.get("KAFKA_SSL_CA_LOCATION") or None)
+        if sec.sasl and not (sec.username and sec.password):
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if sec.ca_location and not Path(sec.ca_location).is_file():
+            raise ConfigError(f"KAFKA_SSL_CA_LOCATION={sec.ca_location!r} is not a file")
+        return sec
+
+    def client_conf(self) -> dict[str, str]:
+        """The librdkafka (confluent-kafka) properties."""
+        conf = {"security.protocol": self.protocol}
+        if self.sasl:
+            conf.update({"sasl.mechanism": self.mechanism, "sasl.username": self.username or "",
+                         "sasl.password": self.password or ""})
+        if self.tls and self.ca_location:
+            conf["ssl.ca.location"] = self.ca_location
+        return conf
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str | None
@@ -67,6 +120,7 @@ class Settings:
     cookie_secure: bool = False
     trusted_proxies: str = "127.0.0.1"
     users_file: Path | None = None
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # the services' database passwords, by variable (INTRADAY_*_DB_PASSWORD): `intraday migrate`
     # creates their logins (sink.permissions.SERVICE_LOGINS); never printed
     service_db_passwords: dict[str, str] = field(default_factory=dict, repr=False)
@@ -113,6 +167,7 @@ class Settings:
             cookie_secure=secure_raw in ("on", "1", "true"),
             trusted_proxies=env.get("INTRADAY_TRUSTED_PROXIES") or "127.0.0.1",
             users_file=Path(users) if users else state_dir / "users.json",
+            kafka_security=KafkaSecurity.from_env(env),
             service_db_passwords={k: v for k, v in env.items()
                                   if k.startswith("INTRADAY_") and k.endswith("_DB_PASSWORD") and v},
         )

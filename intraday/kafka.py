@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from intraday import topics
+from intraday.config import KafkaSecurity
 
 log = logging.getLogger("intraday.kafka")
 # librdkafka's own connection chatter goes through Python logging (quiet unless -v), so a user
@@ -16,8 +17,25 @@ log = logging.getLogger("intraday.kafka")
 RDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
+# How the clients of this process authenticate: set once at the process's edge from its
+# Settings (use_security), the same for the producers, the sink, the CLI and the worker.
+_security = KafkaSecurity()
+
+
+def use_security(security: KafkaSecurity) -> None:
+    global _security
+    _security = security
+    if security.protocol != "PLAINTEXT":
+        log.info("Kafka clients use %s%s", security.protocol,
+                 f" ({security.mechanism} as {security.username})" if security.sasl else "")
+
+
+def security() -> KafkaSecurity:
+    return _security
+
+
 def client_conf(bootstrap: str, **extra) -> dict:
-    conf = {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG}
+    conf = {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **_security.client_conf()}
     conf.update(extra)
     return conf
 
@@ -30,11 +48,44 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient(client_conf(bootstrap, **{"socket.timeout.ms": 5000}))
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _refused_login(messages: list[str]) -> str | None:
+    """librdkafka's reason for a refused login, from its log ("... SASL authentication error: R (after ...")."""
+    for m in messages:
+        if "authentication" in m.lower():
+            reason = m.split("authentication error: ", 1)[-1]
+            return reason.split(" (after ", 1)[0]
+    return None
+
+
 def check_reachable(bootstrap: str, timeout: float = 8.0) -> None:
+    """Raise :class:`BrokerError` naming the cause (unreachable, or the login refused)."""
+    probe_log = logging.getLogger("librdkafka.check")
+    probe_log.propagate = False
+    probe_log.setLevel(logging.DEBUG)
+    collect = _Collect()
+    probe_log.addHandler(collect)
+    client = AdminClient(client_conf(bootstrap, **{"socket.timeout.ms": 5000, "logger": probe_log}))
     try:
-        admin(bootstrap).list_topics(timeout=timeout)
+        client.list_topics(timeout=timeout)
     except KafkaException as exc:
+        client.poll(0)  # serves the client's log: the reason a login was refused is only there
+        refused = _refused_login(collect.messages)
+        if refused:
+            sec = _security
+            raise BrokerError(f"Kafka broker {bootstrap} refused the login {sec.username!r} "
+                              f"({sec.protocol}, {sec.mechanism}): {refused}") from None
         raise BrokerError(f"Kafka broker {bootstrap} is not reachable: {exc.args[0].str()}") from None
+    finally:
+        probe_log.removeHandler(collect)
 
 
 def partition_counts(bootstrap: str) -> dict[str, int]:

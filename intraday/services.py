@@ -79,6 +79,7 @@ class EmbeddedBroker:
     state_dir: Path
     port: int = 0
     proc: subprocess.Popen | None = None
+    args: tuple[str, ...] = ()  # more broker options (tests: --authentication)
 
     @property
     def bootstrap(self) -> str:
@@ -93,7 +94,7 @@ class EmbeddedBroker:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.state_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, *self.args],
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # its own session: a Ctrl-C to the terminal's process group reaches the worker and the
             # sink, which commit and leave their groups through the broker; the broker is stopped

@@ -279,10 +279,11 @@ def worker_main() -> None:
     """Entry point of ``intraday worker``: the Faust worker of the stream processors."""
     from intraday.alive import BEAT_EVERY_S, Heartbeat
     from intraday.config import Settings
-    from intraday.kafka import ensure_topics
+    from intraday.kafka import ensure_topics, use_security
     from stream_processors.app import app_from_env
 
     settings = Settings.from_env()
+    use_security(settings.kafka_security)
     if settings.kafka_bootstrap:  # topics exist with their declared counts before Faust touches one
         ensure_topics(settings.kafka_bootstrap, settings.partitions)
     app = app_from_env()

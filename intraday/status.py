@@ -121,4 +121,8 @@ def status(settings: Settings) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(status(Settings.from_env()))
+    from intraday.kafka import use_security
+
+    _settings = Settings.from_env()
+    use_security(_settings.kafka_security)
+    sys.exit(status(_settings))

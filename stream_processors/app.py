@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from typing import Any
 
 import faust
+import faust.auth
 
 from intraday import topics
+from intraday.config import KafkaSecurity
 from stream_processors import faust_fixes
 from stream_processors.agents import RAW_TABLES, TABLES, build_processors
 from stream_processors.alerts import AlertConfig
@@ -71,7 +74,8 @@ def _patch_for_tansu(fetch_wait_ms: int) -> None:
 
 def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str = "intraday-processors",
                web_port: int = 6066, alert_config: AlertConfig | None = None,
-               retention_days: float = 4.0, fetch_wait_ms: int = 50) -> faust.App:
+               retention_days: float = 4.0, fetch_wait_ms: int = 50,
+               security: KafkaSecurity | None = None) -> faust.App:
     """Build the Faust app and register its tables and agents. Nothing connects until it runs."""
     faust_fixes.install()
     conf: dict[str, Any] = {}
@@ -79,6 +83,9 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
         _patch_for_tansu(fetch_wait_ms)
         conf.update(broker_session_timeout=6, broker_heartbeat_interval=1, broker_rebalance_timeout=6,
                     broker_request_timeout=30)
+    credentials = broker_credentials(security)
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
     app = faust.App(
         app_id, broker=f"kafka://{bootstrap}", store="memory://", topic_partitions=partitions,
         topic_allow_declare=True, topic_disable_leader=False, value_serializer="raw",
@@ -138,6 +145,17 @@ def create_app(bootstrap: str, partitions: int, *, embedded: bool, app_id: str =
     return app
 
 
+def broker_credentials(security: KafkaSecurity | None) -> faust.auth.Credentials | None:
+    """The worker's Kafka login, from the same settings as every other client's."""
+    if security is None or security.protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=security.ca_location) if security.tls else None
+    if security.sasl:
+        return faust.SASLCredentials(username=security.username, password=security.password,
+                                     mechanism=security.mechanism, ssl_context=context)
+    return faust.SSLCredentials(context)
+
+
 def keep_unacked(events: list) -> None:
     """Make Faust's coming acks of ``events`` no-ops: ``Message.ack`` does nothing for a message
     marked acked, so the consumer never marks its offset committable (faust_fixes then keeps
@@ -157,5 +175,6 @@ def app_from_env() -> faust.App:
                       embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
                       web_port=int(os.environ.get("INTRADAY_WORKER_WEB_PORT", "6066")),
                       alert_config=AlertConfig.from_settings(settings),
-                      retention_days=settings.state_retention_days, fetch_wait_ms=settings.fetch_wait_ms)
+                      retention_days=settings.state_retention_days, fetch_wait_ms=settings.fetch_wait_ms,
+                      security=settings.kafka_security)
 

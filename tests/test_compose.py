@@ -31,12 +31,12 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 APP_SERVICES = ("topics", "migrate", "processors", "sink", "dashboard", "replay")
-INFRA_SERVICES = ("kafka", "timescaledb")
-ONE_SHOTS = ("topics", "migrate")
+INFRA_SERVICES = ("kafka", "kafka-format", "timescaledb")
+ONE_SHOTS = ("kafka-format", "topics", "migrate")
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "PRIVATE_KEY")
 TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-the-test", "INTRADAY_OWNER_DB_PASSWORD": "pw-owner",
             "INTRADAY_SINK_DB_PASSWORD": "pw-sink", "INTRADAY_DASHBOARD_DB_PASSWORD": "pw-dashboard",
-            "INTRADAY_REPLAY_DB_PASSWORD": "pw-replay"}
+            "INTRADAY_REPLAY_DB_PASSWORD": "pw-replay", "INTRADAY_KAFKA_PASSWORD": "pwkafka"}
 # the database login of each app service that needs the database: one per duty (docs/deploy.md)
 DB_LOGINS = {"migrate": ("intraday_owner", "INTRADAY_OWNER_DB_PASSWORD"),
              "sink": ("intraday_sink", "INTRADAY_SINK_DB_PASSWORD"),
@@ -219,12 +219,102 @@ def test_kafka_is_apache_kafka_in_kraft_mode_without_zookeeper(services):
     node_id = env["KAFKA_NODE_ID"]
     controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     controller_port = re.search(rf"{controller}://[^,]*:(\d+)", env["KAFKA_LISTENERS"]).group(1)
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node_id}@kafka:{controller_port}"
+    controller_host = re.search(rf"{controller}://([^,:]*):", env["KAFKA_LISTENERS"]).group(1)
+    assert controller_host == "127.0.0.1", "the unauthenticated controller listener must stay in the container"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node_id}@{controller_host}:{controller_port}"
     assert controller in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
     assert not any("ZOOKEEPER" in k for k in env), "KRaft mode needs no ZooKeeper settings"
     assert not any("zookeeper" in name or "zookeeper" in str(s.get("image", ""))
                    for name, s in services.items()), "no ZooKeeper service in KRaft mode"
     assert "healthcheck" in kafka
+
+
+def _listeners(value: str) -> dict[str, tuple[str, str]]:
+    """NAME -> (host, port) of a Kafka listener list."""
+    out = {}
+    for entry in value.split(","):
+        name, _, address = entry.partition("://")
+        host, _, port = address.rpartition(":")
+        out[name] = (host, port)
+    return out
+
+
+def test_kafka_clients_must_log_in_with_scram_and_only_loopback_listeners_are_open(services):
+    env = env_of(services["kafka"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    assert set(listeners) <= set(protocols), "every listener needs a security protocol"
+    for name, (host, _port) in listeners.items():
+        if protocols[name] in ("PLAINTEXT", "SSL"):  # no login: only reachable inside the container
+            assert host == "127.0.0.1", f"listener {name} takes clients without a login on {host or 'every address'}"
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    outside = {n: a for n, a in advertised.items() if a[0] != "127.0.0.1"}
+    assert outside and all(protocols[n].startswith("SASL_") for n in outside), advertised
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    # the image refuses SASL without KAFKA_OPTS; the JAAS file it names is mounted from deploy/
+    jaas = re.search(r"-Djava\.security\.auth\.login\.config=(\S+)", env["KAFKA_OPTS"]).group(1)
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["kafka"]["volumes"] if isinstance(v, str)}
+    assert jaas in mounts, f"{jaas} is not mounted into the broker"
+    text = (ROOT / mounts[jaas]).read_text()
+    assert re.search(r"KafkaServer\s*\{\s*org\.apache\.kafka\.common\.security\.scram\.ScramLoginModule required;",
+                     text), text
+    # the healthcheck uses the loopback listener (it has no login)
+    check = " ".join(as_argv(services["kafka"]["healthcheck"]["test"]))
+    internal = [f"{h}:{p}" for n, (h, p) in listeners.items() if protocols[n] == "PLAINTEXT" and n in advertised]
+    assert any(address in check for address in internal), check
+
+
+def test_every_app_service_logs_in_to_kafka_as_the_user_the_format_step_creates(services):
+    from intraday.config import Settings
+
+    fmt = services["kafka-format"]
+    fmt_env = env_of(fmt)
+    script = as_argv(fmt["command"])[-1]
+    assert "kafka-storage.sh format" in script and "--ignore-formatted" in script
+    assert '--cluster-id "$CLUSTER_ID"' in script and fmt_env["CLUSTER_ID"] == env_of(services["kafka"])["CLUSTER_ID"]
+    scram = re.search(r'--add-scram "SCRAM-SHA-512=\[name=\$(\w+),password=\$(\w+)\]"', script)
+    assert scram, script
+    user, password = fmt_env[scram.group(1)], fmt_env[scram.group(2)]
+    assert password == TEST_ENV["INTRADAY_KAFKA_PASSWORD"]
+    # it formats the directory the broker uses, with the broker's own settings
+    assert {v for v in fmt["volumes"] if isinstance(v, str)} & {v for v in services["kafka"]["volumes"]
+                                                               if isinstance(v, str) and "kafka-data" in v}
+    assert all(fmt_env.get(k) == v for k, v in env_of(services["kafka"]).items()), "format and broker disagree"
+    assert (services["kafka"].get("depends_on") or {}).get("kafka-format", {}).get("condition") == \
+        "service_completed_successfully"
+    for name, service in app_services(services).items():
+        sec = Settings.from_env(env_of(service)).kafka_security
+        assert sec.sasl and sec.mechanism == "SCRAM-SHA-512", name
+        assert (sec.username, sec.password) == (user, password), name
+
+
+def test_the_format_step_renders_the_brokers_properties_the_way_the_image_does(services, tmp_path):
+    """Run the step's script with the broker tool replaced by a recorder: the properties file holds
+    each KAFKA_* setting under its Kafka name (KAFKA_OPTS is the JVM's), the arguments are right."""
+    import subprocess
+
+    fmt = services["kafka-format"]
+    script = as_argv(fmt["command"])[-1]
+    fake = tmp_path / "kafka-storage.sh"
+    fake.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$ARGS_OUT"\n')
+    fake.chmod(0o755)
+    props = tmp_path / "format.properties"
+    script = script.replace("/opt/kafka/bin/kafka-storage.sh", str(fake)).replace("/tmp/format.properties", str(props))
+    env = {**env_of(fmt), "PATH": "/usr/bin:/bin", "ARGS_OUT": str(tmp_path / "args")}
+    entry = as_argv(fmt["entrypoint"])
+    subprocess.run([*entry, script], env=env, check=True, timeout=30)
+    rendered = dict(line.split("=", 1) for line in props.read_text().splitlines())
+    kafka_env = env_of(services["kafka"])
+    assert rendered["listeners"] == kafka_env["KAFKA_LISTENERS"]
+    assert rendered["listener.security.protocol.map"] == kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert rendered["process.roles"] == "broker,controller" and rendered["node.id"] == "1"
+    assert rendered["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert "opts" not in rendered and not any(k.startswith("intraday") for k in rendered)
+    args = (tmp_path / "args").read_text().splitlines()
+    assert args[:2] == ["format", "--ignore-formatted"]
+    assert args[args.index("--cluster-id") + 1] == kafka_env["CLUSTER_ID"]
+    assert args[args.index("--add-scram") + 1] == f"SCRAM-SHA-512=[name=intraday,password={TEST_ENV['INTRADAY_KAFKA_PASSWORD']}]"
 
 
 def test_kafka_creates_no_topic_on_its_own_and_keeps_internal_topics_on_one_replica(services):
