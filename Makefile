@@ -21,6 +21,7 @@ browser-deps:
 	  || echo "browser-deps: could not install chromium; browser tests will be skipped"; }
 
 test: $(STAMP) browser-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
@@ -31,6 +32,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .intraday .pytest_cache

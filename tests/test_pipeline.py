@@ -488,7 +488,10 @@ def test_state_older_than_the_retention_is_forgotten_and_late_events_for_it_are_
                     value = value.replace(b'"book":"private"', b'"book":"public"').replace(b'"SELL"', b"null")
                 p.produce(t, key=b"2025-06-18T10:00:00Z", value=value, partition=part)
         assert p.flush(10) == 0
-        with psycopg.connect(fresh_db) as conn:
+        # each poll its own transaction, as every reader of ours: on TimescaleDB a statement prepared
+        # in a transaction held open would keep its plan of the chunks that existed when it started,
+        # and never see the chunk these rows create
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
             wait_for(lambda: (conn.execute("SELECT coalesce(sum(trades), 0) FROM trading_qh WHERE delivery_start "
                                            "= '2025-06-18T10:00:00Z'").fetchone()[0]
                               == 2 * stack.settings.partitions), 120, "the trades ten days on in the database")
