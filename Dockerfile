@@ -1,7 +1,7 @@
 # The intraday image: one image for every production entry point (docker-compose.yml picks the
 # subcommand): intraday worker | sink | dashboard | migrate | replay ...
 #
-# The migrations are read at runtime from sql/ next to the packages (sink/db.py: SQL_DIR is
+# The migrations are read at runtime from sql/ next to the package (intraday/sink/db.py: SQL_DIR is
 # <repo>/sql), so the whole source tree is kept in /app and installed editable; a plain
 # `pip install .` would leave sql/ behind.
 FROM python:3.11-slim
@@ -23,7 +23,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # The whole tree (packages and sql/; .dockerignore keeps out .venv, .git, state and caches).
 COPY . /app
 RUN pip install --no-deps -e /app \
-    && python -m compileall -q /app/intraday /app/producers /app/stream_processors /app/sink /app/dashboard
+    && python -m compileall -q /app/intraday
 
 # Non-root; its home is the writable state directory (Faust worker data, embedded-mode state).
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/intraday \

@@ -4,7 +4,7 @@ Writes ``bench/results.json`` and ``bench/results.md``. Every figure is measured
 and every comparison is a ratio against a baseline measured in the same run (the machine may be
 shared, so absolute numbers are noisy):
 
-1. end to end (``intraday run --speed max --until-drained`` equivalent, :class:`intraday.stack.Stack`
+1. end to end (``intraday run --speed max --until-drained`` equivalent, :class:`intraday.app.stack.Stack`
    in-process as in ``tests/pipeline.py``) on generated days: events/s, wall time from replay start
    to drained, peak memory per process (sampled every 0.2 s), the ratio to the batch reference
    (``tests/reference.py``) on the same day, and whether the results equal that reference
@@ -12,7 +12,7 @@ shared, so absolute numbers are noisy):
 2. latency at ``--speed 60``: event publication (wall clock) -> its result row visible in PostgreSQL
    (polled every 20 ms), plus the dashboard's query set on top;
 3. scaling: one vs two Faust workers on a 20-asset day, 4 partitions;
-4. the sink alone: ``sink.sink.write_batch`` (COPY + INSERT ON CONFLICT) vs one autocommit
+4. the sink alone: ``intraday.sink.writer.write_batch`` (COPY + INSERT ON CONFLICT) vs one autocommit
    ``INSERT ... ON CONFLICT`` per row, on the same rows;
 5. the dashboard's main callback (through Flask's test client, logged in) for a full day;
 6. a py-spy profile of the worker (and the sink) during the 100-asset run.
@@ -53,10 +53,10 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
-from intraday import topics  # noqa: E402
-from intraday.config import Settings  # noqa: E402
-from intraday.kafka import high_watermarks, producer  # noqa: E402
-from intraday.stack import PROCESSOR_GROUP, PROCESSOR_TOPICS, Stack  # noqa: E402
+from intraday.app.stack import Stack  # noqa: E402
+from intraday.contract import topics  # noqa: E402
+from intraday.platform.config import Settings  # noqa: E402
+from intraday.platform.kafka import high_watermarks, producer  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -175,7 +175,7 @@ class Databases:
             self.embedded = False
             log.info("database: DATABASE_URL (%s)", _redact(url))
         else:
-            from intraday.services import start_embedded_postgres
+            from intraday.app.services import start_embedded_postgres
 
             log.info("database: starting an embedded PostgreSQL in %s", tmp / "pg")
             self.server, self.base_url = start_embedded_postgres(tmp)
@@ -194,7 +194,7 @@ class Databases:
             return None
 
     def create(self, label: str) -> str:
-        from sink.db import migrate
+        from intraday.sink.db import migrate
 
         name = f"bench_{label}_{uuid.uuid4().hex[:6]}".lower().replace("-", "_")
         with psycopg.connect(self.base_url, autocommit=True) as c:
@@ -225,7 +225,7 @@ class Databases:
 
 
 def _redact(url: str) -> str:
-    from sink.db import redact
+    from intraday.sink.db import redact
 
     return redact(url)
 
@@ -378,7 +378,7 @@ class Bench:
     # -- days -----------------------------------------------------------------------------------
 
     def day(self, assets: int, trades: int) -> tuple[Path, float]:
-        from intraday.generate import generate_day
+        from intraday.ingest.generate import generate_day
 
         key = (assets, trades)
         if key in self.days:
@@ -391,7 +391,7 @@ class Bench:
         return d, t.s
 
     def parsed(self, assets: int, trades: int):
-        from producers.parsers import parse_day
+        from intraday.ingest.parsers import parse_day
 
         key = (assets, trades)
         d, _ = self.day(assets, trades)
@@ -439,7 +439,7 @@ class Bench:
                 raise TimeoutError(f"workers not ready after {timeout:.0f}s (generations {gens})")
             time.sleep(0.2)
         if len(workers) > 1:
-            log.info("consumer group %s settled: %d workers in generation %s", PROCESSOR_GROUP, len(workers), gens[0])
+            log.info("consumer group %s settled: %d workers in generation %s", topics.PROCESSOR_GROUP, len(workers), gens[0])
 
     def stop_stack(self, run: Running) -> None:
         run.stack.stop()
@@ -460,7 +460,7 @@ class Bench:
     def wait_drained(self, stack: Stack, timeout: float, interval: float = 0.3, stable: int = 3) -> float:
         """Like Stack.wait_drained, but returns the monotonic time at which the drained state was
         first seen (the start of the final stable streak), not the end of the confirmation."""
-        from intraday.kafka import BrokerError
+        from intraday.platform.kafka import BrokerError
 
         t0 = time.monotonic()
         ok, last_hw, first_ok = 0, None, None
@@ -474,11 +474,11 @@ class Bench:
                     if stack.processed_fraction() >= 1.0:
                         self.sources_consumed_at = time.monotonic()
             try:
-                hw = high_watermarks(stack.services.bootstrap, PROCESSOR_TOPICS)
+                hw = high_watermarks(stack.services.bootstrap, topics.PROCESSOR_TOPICS)
                 # every end-of-input barrier of the last replay in the database (Stack.missing_barriers)
                 drained = stack.last_replay_id is not None and stack.missing_barriers(stack.last_replay_id) == 0
             except BrokerError as exc:
-                # intraday.kafka.true_end_offsets gives up after 30 s when the broker is saturated;
+                # intraday.platform.kafka.true_end_offsets gives up after 30 s when the broker is saturated;
                 # and the check is repeated (as Stack.wait_drained does), recorded for the results
                 self.probe_errors.append(str(exc))
                 # the barriers alone decide (the sink writes each in the transaction of the rows
@@ -514,7 +514,7 @@ class Bench:
             time.sleep(interval)
 
     def replay(self, stack: Stack, records, speed, from_s=None, to_s=None, replayer_cls=None):
-        from producers.replay import Replayer
+        from intraday.ingest.replay import Replayer
 
         cls = replayer_cls or Replayer
         rp = cls(producer(stack.services.bootstrap), stack.settings.partitions, progress=False)
@@ -559,12 +559,12 @@ class Bench:
 # profile summary
 
 
-_JOINED = re.compile(r"Joined group '" + re.escape(PROCESSOR_GROUP) + r"' \(generation (\d+)\)")
+_JOINED = re.compile(r"Joined group '" + re.escape(topics.PROCESSOR_GROUP) + r"' \(generation (\d+)\)")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
 def _norm_file(file: str) -> str:
-    """py-spy shortens paths by their sys.path entry: stream_processors/app.py shows as app.py."""
+    """py-spy shortens paths by their sys.path entry: intraday/processing/app.py shows as app.py."""
     f = file.replace("\\", "/")
     if f in ("app.py", "alerts.py"):
         return "stream_processors/" + f
@@ -607,16 +607,16 @@ def summarise_profile(raw: str, seconds: float, rate: int, logtext: str = "") ->
     inclusive: Counter = Counter()
     total = 0
     markers = {
-        "agent batches (agents.py)": ("body", "stream_processors/agents.py"),
-        "decode events (core.decode)": ("decode", "stream_processors/core.py"),
-        "emit and confirm results (Emitter)": (None, "stream_processors/shell.py"),
-        "table writes + changelog (Cache.flush)": ("flush", "stream_processors/agents.py"),
-        "rules (stream_processors/core.py)": (None, "stream_processors/core.py"),
+        "agent batches (agents.py)": ("body", "intraday/processing/agents.py"),
+        "decode events (core.decode)": ("decode", "intraday/processing/state.py"),
+        "emit and confirm results (Emitter)": (None, "intraday/processing/shell.py"),
+        "table writes + changelog (Cache.flush)": ("flush", "intraday/processing/agents.py"),
+        "rules (intraday/processing/state.py)": (None, "intraday/processing/state.py"),
         "faust stream iteration (take_events)": ("take_events", "faust/"),
         "aiokafka fetch/produce": (None, "aiokafka/"),
-        "sink write_batch": ("write_batch", "sink/sink.py"),
-        "sink rows_of": ("rows_of", "sink/sink.py"),
-        "sink consume (confluent-kafka)": ("Sink.run", "sink/sink.py"),
+        "sink write_batch": ("write_batch", "intraday/sink/writer.py"),
+        "sink rows_of": ("rows_of", "intraday/sink/writer.py"),
+        "sink consume (confluent-kafka)": ("Sink.run", "intraday/sink/writer.py"),
     }
     for line in raw.splitlines():
         line = line.rstrip()
@@ -731,7 +731,7 @@ def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: 
         if profile_s:
             pt.join()
             res["profile"] = {n: b.finish_profile(n, p, out, err, profile_s) for n, p, out, err in profiles}
-        from sink.export import export
+        from intraday.backoffice.export import export
 
         out = b.tmp / "exports" / f"{name}-{uuid.uuid4().hex[:4]}"
         with Timer() as t:
@@ -765,7 +765,7 @@ def run_e2e(b: Bench, assets: int, trades: int, *, workers: int = 1, profile_s: 
 def topic_records(stack) -> dict[str, int]:
     """Records written to each topic during a run (sources, derived topics, changelogs): the
     broker's work per source event, and what a change in fan-out saves."""
-    from intraday.kafka import admin, high_watermarks
+    from intraday.platform.kafka import admin, high_watermarks
 
     names = sorted(t for t in admin(stack.services.bootstrap).list_topics(timeout=10).topics if not t.startswith("__"))
     counts: dict[str, int] = defaultdict(int)
@@ -903,8 +903,8 @@ def busiest_window(records, length_s: float, lo_s: float, hi_s: float) -> float:
 
 
 def run_latency(b: Bench, assets: int, trades: int) -> dict[str, Any]:
-    from intraday.qh import delivery_day_qhs, iso
-    from producers.replay import Replayer
+    from intraday.core.qh import delivery_day_qhs, iso
+    from intraday.ingest.replay import Replayer
 
     class TimedReplayer(TimedReplayerMixin, Replayer):
         pass
@@ -998,9 +998,9 @@ def run_soak(b: Bench, assets: int, trades: int, speed: float) -> dict[str, Any]
     process whose memory still grows by a day's worth on day two keeps something it should not.
     Tansu keeps every record in memory by design (no retention in its memory engine), so the
     broker's growth is expected and reported separately."""
-    from intraday.generate import generate_day
-    from intraday.qh import delivery_day_qhs, iso
-    from producers.parsers import parse_day
+    from intraday.core.qh import delivery_day_qhs, iso
+    from intraday.ingest.generate import generate_day
+    from intraday.ingest.parsers import parse_day
 
     days = [DAY, DAY + dt.timedelta(days=1)]
     parsed = []
@@ -1085,7 +1085,7 @@ SINK_TABLES = ("asset_qh", "asset_imbalance_qh", "portfolio_qh")
 def fetch_result_rows(url: str) -> dict[str, dict[tuple, tuple]]:
     from psycopg import sql
 
-    from sink.sink import TABLES
+    from intraday.sink.writer import TABLES
 
     rows: dict[str, dict[tuple, tuple]] = {}
     with psycopg.connect(url) as conn:
@@ -1104,7 +1104,7 @@ def fetch_result_rows(url: str) -> dict[str, dict[tuple, tuple]]:
 def run_sink_bench(b: Bench, rows: dict[str, dict[tuple, tuple]], source: str) -> dict[str, Any]:
     from psycopg import sql
 
-    from sink.sink import TABLES, write_batch
+    from intraday.sink.writer import TABLES, write_batch
 
     n = sum(len(v) for v in rows.values())
     res: dict[str, Any] = {"source": source, "rows": n, "rows_per_table": {k: len(v) for k, v in rows.items()}}
@@ -1179,8 +1179,8 @@ def run_sink_bench(b: Bench, rows: dict[str, dict[tuple, tuple]], source: str) -
 
 
 def _dash_query_set(conn, day, as_of=None, assets=None):
-    """The queries of dashboard.app's main update on a full rebuild of the portfolio tab."""
-    from dashboard import queries as Q
+    """The queries of intraday.dashboard.app's main update on a full rebuild of the portfolio tab."""
+    from intraday.readmodels import queries as Q
 
     fp = Q.query_fingerprint(conn, day, as_of, assets)
     return {
@@ -1199,8 +1199,8 @@ def _dash_query_set(conn, day, as_of=None, assets=None):
 def _dash_figures(frames, day):
     import pandas as pd
 
-    from dashboard import figures as F
-    from dashboard.app import alerts_records, freshness_records, kpi_children
+    from intraday.dashboard import figures as F
+    from intraday.dashboard.app import alerts_records, freshness_records, kpi_children
 
     clock = frames["fingerprint"].iloc[0]["replay_clock"]
     now = None if pd.isna(clock) else clock
@@ -1222,8 +1222,9 @@ def dashboard_queries_timing(url: str, runs: int) -> dict[str, Any]:
 
 
 def run_dashboard_bench(b: Bench, url: str, source: str) -> dict[str, Any]:
-    from dashboard.app import close_app, create_app
-    from dashboard.auth import CSRF_COOKIE, CSRF_HEADER, ensure_demo_user
+    from intraday.backoffice.users import ensure_demo_user
+    from intraday.dashboard.app import close_app, create_app
+    from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER
 
     runs = b.args.dash_runs
     res: dict[str, Any] = {"source": source, "runs": runs}
@@ -1525,7 +1526,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("librdkafka").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)  # as the CLI
-    for noisy in ("intraday.stack", "intraday.services", "intraday.db", "intraday.kafka",
+    for noisy in ("intraday.app.stack", "intraday.app.services", "intraday.db", "intraday.platform.kafka",
                   "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     q = args.quick
@@ -1689,7 +1690,7 @@ def _notes(r: dict[str, Any]) -> None:
     for e in r.get("e2e", []) + (r.get("scaling") or {}).get("runs", []):
         if e.get("drain_check_errors"):
             notes.append(f"{e['size']} ({e['workers']} worker(s)): {len(e['drain_check_errors'])} drain check(s) failed "
-                         f"with `{e['drain_check_errors'][0]}` (intraday.kafka.true_end_offsets' 10 s limit while "
+                         f"with `{e['drain_check_errors'][0]}` (intraday.platform.kafka.true_end_offsets' 10 s limit while "
                          f"the broker was saturated) and were retried; `Stack.wait_drained`, hence `intraday run "
                          f"--until-drained`, would have stopped with that error.")
     for e in r.get("e2e", []) + (r.get("scaling") or {}).get("runs", []):

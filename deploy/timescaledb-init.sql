@@ -4,7 +4,7 @@
 --
 -- It makes the one login that owns the schema and runs the migrations: intraday_owner, not a
 -- superuser. CREATEROLE lets `intraday migrate` create the group roles and the services' logins
--- (sink, dashboard, replay: sink/permissions.py SERVICE_LOGINS); owning the database makes it the
+-- (sink, dashboard, replay: intraday/backoffice/permissions.py SERVICE_LOGINS); owning the database makes it the
 -- owner of its public schema. No app service connects as the superuser (docs/deploy.md).
 --
 -- psql variables: owner_password, dbname.

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from intraday.config import Settings
-from intraday.services import EmbeddedBroker, start_embedded_postgres
+from intraday.app.services import EmbeddedBroker, start_embedded_postgres
+from intraday.platform.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def pg_base_url(state_dir):
 @pytest.fixture
 def fresh_db(pg_base_url) -> str:
     """A new, migrated database for one test; dropped afterwards."""
-    from sink.db import migrate
+    from intraday.sink.db import migrate
 
     name = f"t_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_base_url, autocommit=True) as conn:
@@ -90,7 +90,7 @@ def settings_for(tmp_path):
 @pytest.fixture
 def fresh_broker(tmp_path):
     """A broker of this test's own (Tansu starts in milliseconds), with every topic declared."""
-    from intraday.kafka import ensure_topics
+    from intraday.platform.kafka import ensure_topics
 
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if env:

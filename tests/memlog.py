@@ -1,6 +1,6 @@
 """An in-memory log that runs the processors' real batch functions without a broker.
 
-Topics are lists of records per partition; each agent of ``intraday.topics.AGENTS`` consumes its
+Topics are lists of records per partition; each agent of ``intraday.contract.topics.AGENTS`` consumes its
 input partitions from a committed offset; a schedule (chosen by the caller, e.g. hypothesis)
 decides which agent takes which records next, in what interleaving across partitions, when a
 worker crashes (its in-memory indexes are lost and it starts again from the committed offsets,
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from intraday import topics
-from stream_processors.agents import TABLES, build_processors
-from stream_processors.shell import Emitter
+from intraday.contract import topics
+from intraday.processing.agents import TABLES, build_processors
+from intraday.processing.shell import Emitter
 
 MAX_RECORD_BYTES = 1_048_576  # Kafka's default max.request.size / message.max.bytes
 

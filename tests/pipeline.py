@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from intraday.config import Settings
-from intraday.stack import Stack, replay_until_drained
-from producers.parsers import parse_day
-from sink.export import export
+from intraday.app.stack import Stack, replay_until_drained
+from intraday.backoffice.export import export
+from intraday.ingest.parsers import parse_day
+from intraday.platform.config import Settings
 
 
 def run_pipeline(day_dir: Path, settings: Settings, out_dir: Path, *,

@@ -1,6 +1,6 @@
 """Alert rules: hysteresis, stable ids, event-time dating, the three kinds."""
 
-from stream_processors.alerts import (
+from intraday.core.alerts import (
     AlertConfig,
     evaluate_alerts,
     evaluate_open_position,

@@ -36,10 +36,11 @@ import psycopg
 import pytest
 from pipeline import run_pipeline
 
-from dashboard import figures as F
-from dashboard import queries as Q
-from dashboard.auth import CSRF_COOKIE, CSRF_HEADER, add_user
-from intraday.generate import generate_day
+from intraday.backoffice.users import add_user
+from intraday.dashboard import figures as F
+from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER
+from intraday.ingest.generate import generate_day
+from intraday.readmodels import queries as Q
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,7 +51,7 @@ WINDOW = (1600, 1000)
 PASSWORD = "browser-test-pw-7d1c"
 START_TIMEOUT_S = 60
 PAGE_TIMEOUT_S = 60
-ALERTS_PAGE_SIZE = 12  # dashboard/app.py: the alerts table's page_size
+ALERTS_PAGE_SIZE = 12  # intraday/dashboard/app.py: the alerts table's page_size
 
 pytestmark = [
     pytest.mark.browser,
@@ -108,7 +109,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 # Plotly keeps the figure on the graph div (``gd.data``, ``gd.layout``); a trace "holds data" when
 # it has at least one non-null y, and the plot is drawn when plotly rendered a trace group for it.
-# The figures' ``uirevision`` is their delivery day (dashboard/figures.py).
+# The figures' ``uirevision`` is their delivery day (intraday/dashboard/figures.py).
 GRAPH_STATE_JS = """
 const out = {};
 for (const id of arguments[0]) {
@@ -156,7 +157,7 @@ def dashboard_url(filled_db, tmp_path):
         env.pop(k, None)
     log_path = tmp_path / "dashboard.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "dashboard", "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "intraday.app.cli", "dashboard", "--host", "127.0.0.1",
                                  "--port", str(port), "--server", "gunicorn"], env=env, cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -217,7 +218,7 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
         n_alerts = len(Q.query_alerts(conn, DAY))
         next_qhs = F.next_qh_records(Q.query_portfolio(conn, DAY), Q.query_trading(conn, DAY), Q.replay_clock(conn))
         days = Q.query_days(conn)["day"].tolist()
-        from dashboard.app import _day_options
+        from intraday.dashboard.app import _day_options
 
         default_day = dt.date.fromisoformat(_day_options(conn, None)[1])  # what the page opens on
     assert clock is not None and DAY in days, "the pipeline left no data for the day"
@@ -429,7 +430,7 @@ def test_the_demo_at_its_default_speed_in_the_browser(fresh_db, browser, tmp_pat
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from intraday.config import Settings
+    from intraday.platform.config import Settings
 
     port = free_port()
     env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"),
@@ -440,7 +441,7 @@ def test_the_demo_at_its_default_speed_in_the_browser(fresh_db, browser, tmp_pat
     act_mwh = Settings.from_env(env).alert_imbalance_mwh
     lines: list[str] = []
     with open(tmp_path / "demo.stderr", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo"], env=env, cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "intraday.app.cli", "demo"], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
                                 start_new_session=True)
     _drain(proc, lines)

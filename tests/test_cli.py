@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from intraday.cli import build_parser
+from intraday.app.cli import build_parser
 
 COMMANDS = ["demo", "replay", "run", "export", "generate-day", "invoices", "alerts", "status", "worker", "topics", "report",
-            "sink", "dashboard", "migrate"]
+            "sink", "dashboard", "migrate", "users", "permissions"]
 
 
 def intraday(*args, env=None, timeout=120):
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "intraday.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "intraday.app.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=e)
 
 
@@ -128,3 +128,23 @@ def test_alive_says_whether_a_process_beat_recently(tmp_path):
     assert r.returncode == 1 and "120 s ago" in _one_line_error(r)
     r = intraday("alive", "dashboard", "--port", "1", env=env)
     assert r.returncode == 1 and "not answering" in _one_line_error(r)
+
+
+def test_users_add_writes_a_hash_to_the_users_file_and_refuses_a_bad_role(tmp_path):
+    from intraday.backoffice.users import load_users, verify_password
+
+    env = {"INTRADAY_STATE_DIR": str(tmp_path / "state"), "INTRADAY_NEW_PASSWORD": "s3cret-pw"}
+    r = intraday("users", "add", "wind", "asset_owner", "WND-1", "WND-2", env=env)
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "state" / "users.json"  # the default users file
+    user = load_users(path)["wind"]
+    assert user.role == "asset_owner" and user.assets == ("WND-1", "WND-2")
+    assert verify_password("s3cret-pw", user.password_hash) and "s3cret-pw" not in path.read_text()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    other = tmp_path / "other.json"
+    assert intraday("users", "add", "desk", "desk", "--file", str(other), env=env).returncode == 0
+    assert set(load_users(other)) == {"desk"}
+    line = _one_line_error(intraday("users", "add", "x", "trader", env=env))
+    assert "trader" in line and "invalid choice" in line
+    line = _one_line_error(intraday("users", "add", "owner", "asset_owner", env=env))  # an owner needs assets
+    assert "assets" in line

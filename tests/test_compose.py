@@ -2,7 +2,7 @@
 
 No Docker engine is needed: the YAML is parsed, Compose's ``${VAR}`` interpolation is applied the
 way Compose does it, and every command an ``intraday`` container runs is parsed by the real CLI
-parser (``intraday.cli.build_parser``), so a renamed subcommand or option breaks this test rather
+parser (``intraday.app.cli.build_parser``), so a renamed subcommand or option breaks this test rather
 than a deployment.
 """
 
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-import intraday.cli
-from intraday.cli import CliError, build_parser
+import intraday.app.cli
+from intraday.app.cli import CliError, build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -141,11 +141,11 @@ def ignored_by_dockerignore(rel_path: str) -> bool:
 
 def parse_intraday_command(argv: list[str]) -> argparse.Namespace:
     """Parse what a container runs after ENTRYPOINT ["intraday"]; raise CliError if the CLI
-    would refuse it, fail if the subcommand has no handler in intraday.cli."""
+    would refuse it, fail if the subcommand has no handler in intraday.app.cli."""
     args = build_parser().parse_args(argv)
     assert args.command, f"{argv}: no subcommand"
     handler = f"cmd_{args.command.replace('-', '_')}"
-    assert callable(getattr(intraday.cli, handler, None)), f"{argv}: no {handler} in intraday.cli"
+    assert callable(getattr(intraday.app.cli, handler, None)), f"{argv}: no {handler} in intraday.app.cli"
     return args
 
 
@@ -266,7 +266,7 @@ def test_kafka_clients_must_log_in_with_scram_and_only_loopback_listeners_are_op
 
 
 def test_every_app_service_logs_in_to_kafka_as_the_user_the_format_step_creates(services):
-    from intraday.config import Settings
+    from intraday.platform.config import Settings
 
     fmt = services["kafka-format"]
     fmt_env = env_of(fmt)
@@ -405,7 +405,7 @@ def test_no_app_service_logs_in_as_the_database_superuser(services):
         assert parts.password == TEST_ENV[variable], name
         seen[login] = name
     assert len(seen) == len(DB_LOGINS), "every duty its own login"
-    from sink.permissions import SERVICE_LOGINS
+    from intraday.backoffice.permissions import SERVICE_LOGINS
 
     assert set(SERVICE_LOGINS) == set(seen) - {"intraday_owner"}
     migrate_env = env_of(services["migrate"])
@@ -473,7 +473,7 @@ def test_the_command_check_refuses_an_unknown_option(services):
 
 def test_intraday_is_a_console_script_of_the_package():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts.get("intraday") == "intraday.cli:main"
+    assert scripts.get("intraday") == "intraday.app.cli:main"
     module, func = scripts["intraday"].split(":")
     assert callable(getattr(importlib.import_module(module), func))
 
@@ -491,7 +491,7 @@ def test_the_dashboard_is_served_by_the_production_web_server(services):
     """gunicorn, not Flask's development server (which the CLI refuses off loopback anyway)."""
     args = parse_intraday_command(effective_command(services["dashboard"])[1:])
     assert args.server == "gunicorn" and (args.workers or 2) >= 1
-    from dashboard.app import gunicorn_options
+    from intraday.dashboard.app import gunicorn_options
 
     opts = gunicorn_options(args.host, args.port, args.workers or 2)
     assert opts["timeout"] > 0 and opts["worker_class"] == "gthread" and opts["bind"] == f"0.0.0.0:{args.port}"
@@ -587,7 +587,7 @@ def test_the_image_keeps_sql_next_to_the_packages_and_installs_them_editable():
     assert re.search(rf"pip install\b[^&]*-e {re.escape(dest.rstrip('/'))}/?(\s|$)", runs), \
         "a non-editable install would leave sql/ (read from next to the packages) behind"
     for path in ["sql", *(f"sql/{p.name}" for p in (ROOT / "sql").glob("*.sql")), "pyproject.toml",
-                 "intraday/cli.py", "sink/db.py"]:
+                 "intraday/app/cli.py", "intraday/sink/db.py"]:
         assert not ignored_by_dockerignore(path), f".dockerignore drops {path}"
 
 
@@ -619,7 +619,7 @@ def test_every_long_running_service_has_a_healthcheck_the_real_cli_accepts(servi
 
 
 def test_the_dashboard_sets_secure_cookies_behind_its_tls_terminator(services):
-    from intraday.config import Settings
+    from intraday.platform.config import Settings
 
     env = env_of(services["dashboard"])
     assert Settings.from_env(env).cookie_secure, "INTRADAY_COOKIE_SECURE must be on in production"

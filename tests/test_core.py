@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intraday.qh import iso, qh_slices
-from stream_processors import core, shell
+from intraday.core.qh import iso, qh_slices
+from intraday.processing import shell
+from intraday.processing import state as core
 
 T = 1_749_384_000  # 2025-06-08T12:00:00Z
 
@@ -275,7 +276,7 @@ def test_results_the_broker_never_confirms_end_the_worker_before_the_batch_is_ac
 
 
 def test_every_partition_gets_the_barrier_of_every_origin():
-    from intraday import topics
+    from intraday.contract import topics
 
     origins = topics.expected_origins(topics.QH_RESULTS, 2)
     assert origins == {"qh:0", "qh:1"}
@@ -284,7 +285,7 @@ def test_every_partition_gets_the_barrier_of_every_origin():
 
 
 def test_batch_records_keep_every_event_in_order_under_the_size_bounds():
-    from intraday.events import batch_records
+    from intraday.contract.events import batch_records
 
     values = [msgspec.json.encode({"schema_version": 1, "type": "clock", "now": str(i) * (i % 50)})
               for i in range(3000)]

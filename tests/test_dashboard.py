@@ -17,21 +17,17 @@ import pandas as pd
 import psycopg
 import pytest
 
-from dashboard import figures as F
-from dashboard import queries as Q
-from dashboard.auth import (
-    CSRF_COOKIE,
-    CSRF_HEADER,
-    check_auth_host,
+from intraday.backoffice.users import (
     ensure_demo_user,
     hash_password,
-    is_loopback_host,
     load_users,
     parse_users,
-    safe_next,
     verify_password,
 )
-from intraday.config import ConfigError, Settings
+from intraday.dashboard import figures as F
+from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER, check_auth_host, is_loopback_host, safe_next
+from intraday.platform.config import ConfigError, Settings
+from intraday.readmodels import queries as Q
 
 UTC = dt.UTC
 DAY = dt.date(2025, 6, 8)  # 96 QHs: 2025-06-07T22:00Z .. 2025-06-08T22:00Z (CEST, UTC+2)
@@ -274,7 +270,7 @@ def test_alerts_one_row_per_qh_and_kind_newest_state_by_gate_closure_as_of_and_p
     assert df.iloc[2].value == 0.5
     past = Q.query_alerts(conn, DAY, as_of=T(10, 0))  # a1 was still raised then
     assert list(zip(past.alert_id, past.status)) == [("a3", "raised"), ("a1", "raised")]
-    from dashboard.app import alerts_records, alerts_title
+    from intraday.dashboard.app import alerts_records, alerts_title
     assert alerts_title(alerts_records(df)).startswith("Alerts: 2 open")
     assert list(Q.query_alerts(conn, DAY, assets=[W1]).alert_id) == ["a3"]
     assert Q.query_alerts(conn, DAY, assets=[W2]).empty
@@ -330,7 +326,7 @@ def test_the_clock_says_when_the_data_is_not_live(fresh_db):
 
 
 def test_each_feed_is_late_by_its_own_cadence_not_by_one_age():
-    from dashboard.app import freshness_records
+    from intraday.dashboard.app import freshness_records
 
     df = pd.DataFrame({"source": ["live infeed", "live infeed", "imbalance price estimate", "imbalance price final",
                                   "private trades", "forecast versions"],
@@ -399,8 +395,8 @@ def test_an_owner_session_returns_no_foreign_row_even_with_a_wrong_filter(conn):
     """The database scopes an asset owner, not only our filters: every query of the dashboard, run
     in the owner's session with the whole portfolio's filter (assets=None: a bug in a callback),
     returns their own assets' rows and the public market, nothing of other owners or the book."""
-    from dashboard.auth import User
-    from sink.permissions import sync_dashboard_users, user_session
+    from intraday.backoffice.permissions import sync_dashboard_users, user_session
+    from intraday.backoffice.users import User
 
     insert(conn, "alerts", [dict(alert_id="a9", delivery_start=A, status="raised", kind="imbalance_volume",
                                  severity="warning", subject=W2, detected_at=T(10, 1), payload={"value": 1.2})])
@@ -662,8 +658,8 @@ def settings_env(tmp_path, db):
 
 @pytest.fixture
 def app_and_creds(settings_env):
-    from dashboard.app import close_app, create_app
-    from dashboard.auth import add_user
+    from intraday.backoffice.users import add_user
+    from intraday.dashboard.app import close_app, create_app
 
     settings = settings_env()
     creds = ensure_demo_user(settings)
@@ -852,7 +848,7 @@ def test_asset_owner_sees_only_their_rows(app_and_creds):
 def test_an_owner_sees_no_foreign_row_even_if_the_app_filters_wrongly(app_and_creds, monkeypatch):
     """A bug that drops an owner's filter in every callback still shows them nothing of others:
     the dashboard runs their queries in their database role."""
-    from dashboard.auth import User
+    from intraday.backoffice.users import User
 
     app, _ = app_and_creds
     monkeypatch.setattr(User, "asset_filter", property(lambda self: None))  # the bug: nobody filtered
@@ -935,7 +931,7 @@ def test_database_down_is_reported_not_crashed(settings_env, db, pg_base_url):
     as this process last knew it); a new login is refused with a reason, not a crash."""
     from psycopg_pool import ConnectionPool
 
-    from dashboard.app import close_app, create_app
+    from intraday.dashboard.app import close_app, create_app
 
     s = settings_env()
     user, password = ensure_demo_user(s)
@@ -961,8 +957,8 @@ def test_database_down_is_reported_not_crashed(settings_env, db, pg_base_url):
 def test_logout_ends_the_session_for_every_copy_of_its_cookie(app_and_creds, conn, settings_env):
     """Server-side sessions: after a logout, a copy of the session cookie taken before it is
     refused, by this process and by another one (a second app: another gunicorn worker)."""
-    from dashboard.app import close_app, create_app
-    from dashboard.auth import SESSION_COOKIE
+    from intraday.dashboard.app import close_app, create_app
+    from intraday.dashboard.auth import SESSION_COOKIE
 
     app, (user, password) = app_and_creds
     c = app.server.test_client()
@@ -979,7 +975,7 @@ def test_logout_ends_the_session_for_every_copy_of_its_cookie(app_and_creds, con
         assert c.get("/logout").status_code == 303
         assert thief.get("/_dash-layout").status_code == 401
         # the other worker re-reads the session's state within its cache time
-        from dashboard.auth import SESSION_CHECK_TTL_S
+        from intraday.dashboard.auth import SESSION_CHECK_TTL_S
 
         deadline = time.monotonic() + SESSION_CHECK_TTL_S + 10
         while other_thief.get("/_dash-layout").status_code != 401:
@@ -992,7 +988,7 @@ def test_logout_ends_the_session_for_every_copy_of_its_cookie(app_and_creds, con
 
 
 def test_login_throttle_is_per_user_and_address_and_bounded():
-    from dashboard.auth import _Throttle
+    from intraday.dashboard.auth import _Throttle
 
     t = _Throttle(limit=3, window_s=60, user_limit=5, addr_limit=8, max_keys=50)
     for _ in range(3):
@@ -1022,7 +1018,7 @@ def test_no_debugger_and_no_tracebacks(app_and_creds):
 
 
 def test_auth_off_only_on_loopback(settings_env, tmp_path):
-    from dashboard.app import close_app, create_app, serve
+    from intraday.dashboard.app import close_app, create_app, serve
 
     off = settings_env(INTRADAY_AUTH="off")
     with pytest.raises(ConfigError, match="loopback"):
@@ -1043,7 +1039,7 @@ def test_auth_off_only_on_loopback(settings_env, tmp_path):
 
 
 def test_cli_refuses_auth_off_on_all_interfaces(settings_env, db, tmp_path, capsys, monkeypatch):
-    from intraday import cli
+    from intraday.app import cli
 
     monkeypatch.setenv("DATABASE_URL", db)
     monkeypatch.setenv("INTRADAY_STATE_DIR", str(tmp_path / "s"))
@@ -1064,7 +1060,7 @@ def test_ensure_demo_user_once_and_private(settings_env):
 
 
 def test_secret_key_persisted_or_from_env(settings_env):
-    from dashboard.auth import secret_key
+    from intraday.dashboard.auth import secret_key
 
     s = settings_env()
     k1 = secret_key(s, {})
@@ -1079,7 +1075,7 @@ def test_secret_key_persisted_or_from_env(settings_env):
 
 def seed_full_day(conn, day: dt.date = DAY, n_assets: int = 5) -> None:
     """96 QHs x ``n_assets`` assets with every table filled, as a replay would leave them."""
-    from intraday.qh import delivery_day_qhs
+    from intraday.core.qh import delivery_day_qhs
 
     qhs = [dt.datetime.fromtimestamp(t, tz=UTC) for t in delivery_day_qhs(day)]
     assets = [f"WND-DE-{i:03d}" for i in range(1, n_assets + 1)]
@@ -1113,7 +1109,7 @@ def seed_full_day(conn, day: dt.date = DAY, n_assets: int = 5) -> None:
 
 
 def test_main_update_time_for_a_full_day(fresh_db, tmp_path):
-    from dashboard.app import close_app, create_app
+    from intraday.dashboard.app import close_app, create_app
 
     with psycopg.connect(fresh_db, autocommit=True) as c:
         seed_full_day(c)

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from intraday.services import free_port
+from intraday.app.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,7 +23,7 @@ def _start_demo(state, port):
         env.pop(k, None)
     state.mkdir(parents=True, exist_ok=True)
     with open(state.parent / "demo.stderr", "ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo", "--speed", "max"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "intraday.app.cli", "demo", "--speed", "max"], env=env,
                                 stdout=subprocess.PIPE, stderr=err, text=True,
                                 start_new_session=True)  # its own process group, as in a terminal
 
@@ -78,14 +78,14 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
         env = dict(os.environ, INTRADAY_STATE_DIR=str(state))
         for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
             env.pop(k, None)
-        status = subprocess.run([sys.executable, "-m", "intraday.cli", "status"], env=env, capture_output=True,
+        status = subprocess.run([sys.executable, "-m", "intraday.app.cli", "status"], env=env, capture_output=True,
                                 text=True, timeout=120)
         assert status.returncode == 0, status.stderr[-2000:]
         assert " ok" in status.stdout.splitlines()[0] and "quarantine" in status.stdout
 
         def role(p: psutil.Process) -> str | None:
             cmd = " ".join(p.cmdline())
-            return next((r for r in ("broker", "worker", "sink") if r in cmd.split("intraday.cli")[-1].split()
+            return next((r for r in ("broker", "worker", "sink") if r in cmd.split("intraday.app.cli")[-1].split()
                          or (r == "broker" and " broker " in f" {cmd} ")), None)
 
         watched = {r: p for p in children if (r := role(p))}
@@ -126,7 +126,7 @@ def test_demo_runs_end_to_end_then_a_signal_stops_everything(tmp_path, stop_sign
         _wait_for_line(proc, "dashboard: http://127.0.0.1", 120)
         # the password was printed by the first run only: the second says how to set a new one
         login = _wait_for_line(proc, "login: users from", 30)[-1]
-        assert "python -m dashboard.auth add" in login and "desk" in login
+        assert "intraday users add desk desk" in login and "desk" in login
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(90) == 0
@@ -144,7 +144,7 @@ def test_the_demo_at_its_default_speed_shows_the_delivery_day_at_once(tmp_path, 
     env = dict(os.environ, INTRADAY_STATE_DIR=str(tmp_path / "state"), INTRADAY_DASHBOARD_PORT=str(free_port()),
                DATABASE_URL=fresh_db)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "intraday.cli", "demo"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "intraday.app.cli", "demo"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         out = _wait_for_line(proc, "dashboard: http://127.0.0.1", 180)

@@ -1,4 +1,4 @@
-"""The Faust fixes at-least-once depends on (stream_processors/faust_fixes.py), on Faust's own
+"""The Faust fixes at-least-once depends on (intraday/processing/faust_fixes.py), on Faust's own
 classes: a commit must not go out before every record produced for its events is sent, and the
 offset committed must not skip a record still being processed."""
 
@@ -13,7 +13,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from stream_processors import faust_fixes
+from intraday.processing import faust_fixes
 
 faust_fixes.install()
 TP0 = TP("exchange.public-trades", 1)
@@ -129,7 +129,7 @@ def test_a_batch_cancelled_midway_is_never_acked_by_take_events_finally():
     Faust's own Message, so the consumer never marks the offsets committable."""
     from faust.types.tuples import ConsumerMessage as Message  # what the consumer hands the streams
 
-    from stream_processors.app import keep_unacked
+    from intraday.processing.app import keep_unacked
 
     final_acks: list[int] = []
     fake_consumer = SimpleNamespace(ack=lambda m: final_acks.append(m.offset) or True)

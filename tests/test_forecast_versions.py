@@ -6,11 +6,11 @@ import datetime as dt
 
 import psycopg
 
-from dashboard import figures as F
-from dashboard import queries as Q
-from intraday import topics
-from intraday.qh import iso
-from sink.sink import rows_of, write_batch
+from intraday.contract import topics
+from intraday.core.qh import iso
+from intraday.dashboard import figures as F
+from intraday.readmodels import queries as Q
+from intraday.sink.writer import rows_of, write_batch
 
 DAY = dt.date(2025, 6, 8)
 T0 = 1_749_333_600  # 2025-06-07T22:00:00Z, the day's first QH

@@ -13,7 +13,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from sink.invoices import compute_invoices, export_invoices, issue_invoices, run_invoices
+from intraday.backoffice.invoices import compute_invoices, export_invoices, issue_invoices, run_invoices
 
 pytestmark = pytest.mark.integration
 
@@ -537,7 +537,7 @@ def test_run_invoices_writes_json_and_a_document_per_invoice_and_exits_4_naming_
     add_contract(db, "BAD/1", "A1", price=None)
     add_qh(db, "A1", QH1, 2000.0, "live")   # 0.5 MWh
 
-    code = run_invoices(settings_for(fresh_db), 2025, 6, tmp_path / "out")
+    code = run_invoices(fresh_db, 2025, 6, tmp_path / "out")
 
     out = capsys.readouterr()
     assert code == 4
@@ -557,6 +557,6 @@ def test_run_invoices_exits_0_when_every_invoice_is_ok(db, fresh_db, settings_fo
     add_contract(db, "C1", "A1")
     add_qh(db, "A1", QH1, 2000.0)
 
-    assert run_invoices(settings_for(fresh_db), 2025, 6, tmp_path / "out") == 0
+    assert run_invoices(fresh_db, 2025, 6, tmp_path / "out") == 0
     assert (tmp_path / "out" / "C1_2025-06.html").exists()
     assert "1 invoices" in capsys.readouterr().out

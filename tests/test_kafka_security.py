@@ -14,10 +14,10 @@ import sys
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from intraday import kafka
-from intraday.config import ConfigError, KafkaSecurity, Settings
-from intraday.services import EmbeddedBroker
-from stream_processors.app import broker_credentials
+from intraday.app.services import EmbeddedBroker
+from intraday.platform import kafka
+from intraday.platform.config import ConfigError, KafkaSecurity, Settings
+from intraday.processing.app import broker_credentials
 
 SASL_ENV = {"KAFKA_SECURITY_PROTOCOL": "sasl_plaintext", "KAFKA_SASL_USERNAME": "intraday",
             "KAFKA_SASL_PASSWORD": "s3cret-for-the-test"}
@@ -100,7 +100,7 @@ def test_a_broker_that_refuses_the_login_stops_the_command_with_a_one_line_reaso
                                                                                   with_login):
     env = {"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": auth_broker.bootstrap,
            "INTRADAY_STATE_DIR": str(tmp_path), **(SASL_ENV if with_login else {})}
-    res = subprocess.run([sys.executable, "-m", "intraday.cli", "topics"], env=env, capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "intraday.app.cli", "topics"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("intraday:")]

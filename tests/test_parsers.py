@@ -1,7 +1,7 @@
 """The file parsers: every source kind of data-formats.md, its quirks and its malformed inputs.
 
 Each test writes a small file into ``tmp_path`` and checks the events (schemas of
-``intraday.events``) or the rejections (file, line, reason) that come out.
+``intraday.contract.events``) or the rejections (file, line, reason) that come out.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intraday import topics
-from intraday.qh import BERLIN, delivery_day_qhs, parse_iso
-from producers.parsers import (
+from intraday.contract import topics
+from intraday.core.qh import BERLIN, delivery_day_qhs, parse_iso
+from intraday.ingest.parsers import (
     ParsedDay,
     Record,
     Rejection,

@@ -1,4 +1,4 @@
-"""The permission model (sql/005_permissions.sql, sink/permissions.py, docs/permissions.md) against
+"""The permission model (sql/005_permissions.sql, intraday/backoffice/permissions.py, docs/permissions.md) against
 the real PostgreSQL: logins of every role connect and query; nothing is mocked.
 
 The embedded server trusts local connections (no password check), so a login "connects as" the
@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from sink.invoices import issue_invoices
-from sink.permissions import (
+from intraday.backoffice.invoices import issue_invoices
+from intraday.backoffice.permissions import (
     PermissionSetupError,
     create_owner_login,
     create_staff_login,
@@ -32,7 +32,7 @@ from sink.permissions import (
     sync_dashboard_users,
     user_session,
 )
-from sink.sink import write_batch
+from intraday.sink.writer import write_batch
 
 pytestmark = pytest.mark.integration
 
@@ -344,7 +344,7 @@ def test_superusers_bypass_and_a_table_owner_does_not(db, logins):
 def test_the_sink_writes_as_a_plain_writer_login_despite_forced_rls(db):
     """A dedicated sink login (member of intraday_writer, neither owner nor superuser) upserts
     through the sink's own path: COPY into a temp staging table, then INSERT ... ON CONFLICT."""
-    from sink.sink import TABLES, write_batch
+    from intraday.sink.writer import TABLES, write_batch
 
     writer = _name("sinkw")
     with psycopg.connect(db, autocommit=True) as su:
@@ -408,7 +408,7 @@ def test_owner_session_scopes_a_privileged_connection_and_ends_with_it(db, login
 
 
 def test_dashboard_users_map_to_database_roles(db):
-    from dashboard.auth import User
+    from intraday.backoffice.users import User
 
     u_owner = User(f"wind owner {uuid.uuid4().hex[:6]}", "asset_owner", ("WND-A1",))
     u_desk = User("desk-user", "desk")
@@ -440,7 +440,7 @@ def test_dashboard_users_map_to_database_roles(db):
 def test_a_non_superuser_dashboard_login_can_be_set_up(db):
     """The dashboard connecting as an ordinary login: an administrator with CREATEROLE runs the
     sync, which lets the login SET ROLE to each dashboard role (and nothing more)."""
-    from dashboard.auth import User
+    from intraday.backoffice.users import User
 
     admin, dash_login = _name("admin"), _name("dash")
     u_owner = User(f"o{uuid.uuid4().hex[:6]}", "asset_owner", ("SOL-A2",))
@@ -569,8 +569,8 @@ def test_on_timescaledb_an_owner_cannot_read_chunks_directly(db, logins):
 
 
 def test_the_command_line_adds_logins_and_shows_them(db, monkeypatch, capsys, tmp_path):
-    from dashboard.auth import add_user
-    from sink.permissions import main
+    from intraday.app.cli import main as cli
+    from intraday.backoffice.users import add_user
 
     owner, staff = _name("cliown"), _name("clistaff")
     dash_user = f"d{uuid.uuid4().hex[:6]}"
@@ -579,16 +579,16 @@ def test_the_command_line_adds_logins_and_shows_them(db, monkeypatch, capsys, tm
     monkeypatch.setenv("DATABASE_URL", db)
     monkeypatch.setenv("INTRADAY_NEW_PASSWORD", "from-the-environment")
     try:
-        assert main(["add-owner", owner, "WND-A1", "SOL-A2"]) == 0
-        assert main(["add-staff", staff, "ops"]) == 0
-        assert main(["sync-dashboard", str(users)]) == 0
-        assert main(["show"]) == 0
+        assert cli(["permissions", "add-owner", owner, "WND-A1", "SOL-A2"]) == 0
+        assert cli(["permissions", "add-staff", staff, "ops"]) == 0
+        assert cli(["permissions", "sync-dashboard", str(users)]) == 0
+        assert cli(["permissions", "show"]) == 0
         out = capsys.readouterr().out
         assert f"{owner}: asset owner of SOL-A2 WND-A1" in out and f"{staff}: member of intraday_ops" in out
         assert f"owner:{dash_user}: WND-B1" in out
-        assert main(["add-staff", _name("x"), "asset_owner"]) == 1  # one line on stderr, exit 1
+        assert cli(["permissions", "add-staff", _name("x"), "asset_owner"]) == 1  # one line on stderr, exit 1
         assert "is not one of" in capsys.readouterr().err
-        assert main([]) == 2
+        assert cli(["permissions"]) == 2
     finally:
         with psycopg.connect(db, autocommit=True) as conn:
             for r in (owner, staff, dashboard_owner_role(dash_user)):
@@ -596,8 +596,8 @@ def test_the_command_line_adds_logins_and_shows_them(db, monkeypatch, capsys, tm
 
 
 def test_the_performance_report_runs_as_staff_and_is_refused_to_owners(db, logins):
-    from dashboard.auth import User
-    from sink.report import performance_report
+    from intraday.backoffice.report import performance_report
+    from intraday.backoffice.users import User
 
     with psycopg.connect(db, autocommit=True) as conn:
         full = performance_report(conn, T1, T2 + dt.timedelta(minutes=15))

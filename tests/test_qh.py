@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from intraday import qh
+from intraday.core import qh
 
 
 @pytest.mark.parametrize("day, n, first, last", [

@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from memlog import MemLog, run_processors
 from reference import compute_reference
 
-from intraday import topics
-from intraday.generate import generate_day
-from intraday.qh import parse_iso
-from producers.parsers import parse_day
-from producers.replay import Replayer
-from sink.export import export
-from sink.sink import SINK_TOPICS, TABLES, events_of, rows_of, write_batch
+from intraday.backoffice.export import export
+from intraday.contract import topics
+from intraday.core.qh import parse_iso
+from intraday.ingest.generate import generate_day
+from intraday.ingest.parsers import parse_day
+from intraday.ingest.replay import Replayer
+from intraday.sink.writer import TABLES, events_of, rows_of, write_batch
 
 PARTITIONS = 3
 
@@ -61,7 +61,7 @@ def sink_into(log: MemLog, url: str) -> set[tuple[str, int, str]]:
     the barriers it saw (topic, partition, origin)."""
     rows: dict[str, dict] = {}
     barriers = set()
-    for topic in SINK_TOPICS:
+    for topic in topics.SINK_TOPICS:
         for p, recs in enumerate(log.partition_list(topic)):
             for _key, raw in recs:
                 for value in events_of(orjson.loads(raw)):
@@ -78,7 +78,7 @@ def sink_into(log: MemLog, url: str) -> set[tuple[str, int, str]]:
 
 def check(log: MemLog, url: str, tmp: Path, reference) -> None:
     barriers = sink_into(log, url)
-    expected = topics.expected_barriers(SINK_TOPICS, PARTITIONS)
+    expected = topics.expected_barriers(topics.SINK_TOPICS, PARTITIONS)
     assert expected <= barriers, f"barriers missing: {sorted(expected - barriers)[:5]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE quarantine")
@@ -102,7 +102,7 @@ def test_any_schedule_with_crashes_redeliveries_and_duplicates_equals_the_refere
         batch_events):
     from conftest import _with_db
 
-    from sink.db import migrate
+    from intraday.sink.db import migrate
 
     log = published(parsed, replays, batch_events)
     worker = run_processors(log, random.Random(seed), crash_rate=crash_rate, duplicate_rate=duplicate_rate,

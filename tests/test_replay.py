@@ -9,11 +9,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from intraday import topics
-from intraday.generate import generate_day
-from intraday.kafka import client_conf, ensure_topics, high_watermarks, producer
-from producers.parsers import parse_day
-from producers.replay import Replayer, parse_speed, schedule
+from intraday.contract import topics
+from intraday.ingest.generate import generate_day
+from intraday.ingest.parsers import parse_day
+from intraday.ingest.replay import Replayer, parse_speed, schedule
+from intraday.platform.kafka import client_conf, ensure_topics, high_watermarks, producer
 
 
 class FakeClock:

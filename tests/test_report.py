@@ -1,4 +1,4 @@
-"""The performance report (sink/report.py, docs/report.md) on the real PostgreSQL.
+"""The performance report (intraday/backoffice/report.py, docs/report.md) on the real PostgreSQL.
 
 1. A generated day through the real pipeline (broker, Faust worker, sink): every figure of the
    report equals an independent pandas computation of docs/report.md over the *reference* tables
@@ -24,8 +24,7 @@ import pytest
 from pipeline import run_pipeline
 from reference import compute_reference
 
-from intraday.generate import generate_day
-from sink.report import (
+from intraday.backoffice.report import (
     WATERFALL_STEPS,
     parse_period,
     performance_report,
@@ -33,6 +32,7 @@ from sink.report import (
     report_csv,
     write_report,
 )
+from intraday.ingest.generate import generate_day
 
 pytestmark = pytest.mark.integration
 
@@ -547,7 +547,7 @@ def test_period_parsing_berlin_days_and_instants():
 
 
 def test_dashboard_page_figures_and_layout(hand):
-    from dashboard import report_page as RP
+    from intraday.dashboard import report_page as RP
 
     with psycopg.connect(hand) as conn:
         r = performance_report(conn, QH1, END)
@@ -576,9 +576,10 @@ def test_the_page_callbacks_compute_draw_download_and_refuse_owners(hand, tmp_pa
     import dash
     from psycopg_pool import ConnectionPool
 
-    from dashboard import report_page as RP
-    from dashboard.auth import CSRF_COOKIE, CSRF_HEADER, UserStore, add_user, install_auth
-    from intraday.config import Settings
+    from intraday.backoffice.users import UserStore, add_user
+    from intraday.dashboard import report_page as RP
+    from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER, install_auth
+    from intraday.platform.config import Settings
 
     settings = Settings.from_env({"INTRADAY_STATE_DIR": str(tmp_path / "state")})
     add_user(settings.users_file, "anna", "desk-password", "desk")
@@ -646,10 +647,10 @@ def test_the_page_callbacks_compute_draw_download_and_refuse_owners(hand, tmp_pa
 
 
 def test_run_report_is_the_command_body(hand, settings_for, tmp_path, capsys):
-    from sink.report import run_report
+    from intraday.backoffice.report import run_report
 
     start, end = parse_period("2025-06-10", "2025-06-10")
-    assert run_report(settings_for(hand), start, end, tmp_path / "rep", ["A", "B"]) == 0
+    assert run_report(hand, start, end, tmp_path / "rep", ["A", "B"]) == 0
     out = capsys.readouterr().out
     assert "2025-06-10 .. 2025-06-10: produced 2.500 MWh" in out and "performance_report.html" in out
     data = json.loads((tmp_path / "rep" / "performance_report.json").read_text())
@@ -657,7 +658,7 @@ def test_run_report_is_the_command_body(hand, settings_for, tmp_path, capsys):
 
 
 def test_the_report_says_what_it_counts():
-    from dashboard import report_page as RP
+    from intraday.dashboard import report_page as RP
 
     labels = {key: label for key, label, _ in RP.KPI_METRICS}
     # the portfolio's imbalance is its position against net sold; an asset's is its deviation from

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from sink.permissions import SERVICE_LOGINS
+from intraday.backoffice.permissions import SERVICE_LOGINS
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +52,13 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
     assert r.returncode == 0, r.stderr
     owner_url = make_conninfo(admin, dbname="intraday", user="intraday_owner")
     # 2. `intraday migrate` as the owner: schema, groups, and the services' logins
-    from dashboard.auth import add_user, load_users
+    from intraday.backoffice.users import add_user, load_users
 
     users = tmp_path / "users.json"
     add_user(users, "alice", "alice-pass-123", "asset_owner", ["WND-A"])
     env = {**os.environ, "DATABASE_URL": owner_url, "INTRADAY_STATE_DIR": str(tmp_path / "state"), **PASSWORDS,
            "INTRADAY_USERS_FILE": str(users)}
-    r = subprocess.run([sys.executable, "-m", "intraday.cli", "migrate"], env=env, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "intraday.app.cli", "migrate"], env=env, capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "service logins: intraday_sink, intraday_dashboard, intraday_replay" in r.stdout
@@ -89,8 +89,8 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
 
     # 3. each does its duty: the sink writes (staging tables and upserts), every service finds the
     # schema up to date without any DDL right
-    from sink.db import migrate
-    from sink.sink import write_batch
+    from intraday.sink.db import migrate
+    from intraday.sink.writer import write_batch
 
     for login in SERVICE_LOGINS:
         assert migrate(make_conninfo(admin, dbname="intraday", user=login)) == []
@@ -99,7 +99,7 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
         assert write_batch(conn, {"quarantine": {row[:4]: row}}, {("vpp.live-infeed.dlq", 0): 1}) == 1
         conn.execute("INSERT INTO asset_qh (asset_id, delivery_start, known_at) VALUES "
                      "('WND-A', '2025-06-08T10:00Z', now()), ('WND-B', '2025-06-08T10:00Z', now())")
-    from sink.permissions import user_session
+    from intraday.backoffice.permissions import user_session
 
     with as_("intraday_dashboard") as conn:
         assert conn.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
@@ -126,6 +126,6 @@ def test_every_service_has_its_own_login_and_none_is_a_superuser(server, tmp_pat
                     conn.execute(stmt)
     # 5. a second run changes the passwords and nothing else
     env["INTRADAY_SINK_DB_PASSWORD"] = "another"
-    r = subprocess.run([sys.executable, "-m", "intraday.cli", "migrate"], env=env, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "intraday.app.cli", "migrate"], env=env, capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert r.returncode == 0 and "nothing (up to date)" in r.stdout, r.stderr[-2000:]

@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from pipeline import wait_for
 
-from intraday import topics
-from intraday.kafka import committed_offsets, producer
-from intraday.qh import iso
-from sink import db
-from sink.sink import Sink, write_batch
+from intraday.contract import topics
+from intraday.core.qh import iso
+from intraday.platform.kafka import committed_offsets, producer
+from intraday.sink import db
+from intraday.sink.writer import Sink, write_batch
 
 pytestmark = pytest.mark.integration
 

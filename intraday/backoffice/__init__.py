@@ -1,0 +1,1 @@
+"""Invoices, the performance report, data permissions and the users file."""

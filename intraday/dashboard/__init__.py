@@ -1,0 +1,1 @@
+"""The desk's web pages: layout, figures, login and the report page."""

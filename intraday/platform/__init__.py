@@ -1,0 +1,1 @@
+"""Settings from the environment and the thin clients every process shares: Kafka, heartbeats."""

@@ -1,0 +1,1 @@
+"""Source topics to derived topics: the Faust agents around the pure state steps."""

@@ -1,0 +1,1 @@
+"""Derived topics to the database: the writer loop and the migrations runner."""

@@ -1,1 +1,0 @@
-"""The sink: derived topics -> PostgreSQL/TimescaleDB, and the export of the result files."""
