@@ -391,7 +391,7 @@ class Bench:
         return d, t.s
 
     def parsed(self, assets: int, trades: int):
-        from intraday.ingest.parsers import parse_day
+        from intraday.ingest.day import parse_day
 
         key = (assets, trades)
         d, _ = self.day(assets, trades)
@@ -999,8 +999,8 @@ def run_soak(b: Bench, assets: int, trades: int, speed: float) -> dict[str, Any]
     Tansu keeps every record in memory by design (no retention in its memory engine), so the
     broker's growth is expected and reported separately."""
     from intraday.core.qh import delivery_day_qhs, iso
+    from intraday.ingest.day import parse_day
     from intraday.ingest.generate import generate_day
-    from intraday.ingest.parsers import parse_day
 
     days = [DAY, DAY + dt.timedelta(days=1)]
     parsed = []

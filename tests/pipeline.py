@@ -8,7 +8,7 @@ from pathlib import Path
 
 from intraday.app.stack import Stack, replay_until_drained
 from intraday.backoffice.export import export
-from intraday.ingest.parsers import parse_day
+from intraday.ingest.day import parse_day
 from intraday.platform.config import Settings
 
 

@@ -17,23 +17,18 @@ from hypothesis import strategies as st
 
 from intraday.contract import topics
 from intraday.core.qh import BERLIN, delivery_day_qhs, parse_iso
-from intraday.ingest.parsers import (
-    ParsedDay,
-    Record,
-    Rejection,
-    classify,
-    parse_contract_file,
-    parse_day,
-    parse_decimal_comma,
+from intraday.ingest.day import parse_day
+from intraday.ingest.formats.crm import parse_contract_file
+from intraday.ingest.formats.dso import (
     parse_final_production_file,
-    parse_forecast_file,
-    parse_imbalance_file,
-    parse_live_infeed_file,
     parse_redispatch_compensation_file,
     parse_redispatch_flag_file,
-    parse_technical_data_file,
-    parse_trade_file,
 )
+from intraday.ingest.formats.exchange import parse_trade_file
+from intraday.ingest.formats.imbalance import parse_imbalance_file
+from intraday.ingest.formats.vpp import parse_forecast_file, parse_live_infeed_file, parse_technical_data_file
+from intraday.ingest.records import ParsedDay, Record, Rejection, classify
+from intraday.ingest.values import parse_decimal_comma
 
 T0 = 1749340800  # 2025-06-08T00:00:00Z
 COMMON = {"schema_version", "type", "event_time", "source_file", "source_line"}

@@ -596,7 +596,7 @@ def test_the_command_line_adds_logins_and_shows_them(db, monkeypatch, capsys, tm
 
 
 def test_the_performance_report_runs_as_staff_and_is_refused_to_owners(db, logins):
-    from intraday.backoffice.report import performance_report
+    from intraday.backoffice.report.compute import performance_report
     from intraday.backoffice.users import User
 
     with psycopg.connect(db, autocommit=True) as conn:

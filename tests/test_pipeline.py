@@ -549,7 +549,7 @@ def test_a_replay_whose_records_the_broker_never_takes_fails_and_counts_them(tmp
     message.timeout.ms were dropped and the replay reported success. Here the broker goes away
     while the records wait in the producer's queue."""
     from intraday.app.services import EmbeddedBroker
-    from intraday.ingest.parsers import parse_day
+    from intraday.ingest.day import parse_day
     from intraday.ingest.replay import DeliveryFailed, Replayer
     from intraday.platform.kafka import ensure_topics, producer
 

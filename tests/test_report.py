@@ -1,4 +1,4 @@
-"""The performance report (intraday/backoffice/report.py, docs/report.md) on the real PostgreSQL.
+"""The performance report (intraday/backoffice/report/, docs/report.md) on the real PostgreSQL.
 
 1. A generated day through the real pipeline (broker, Faust worker, sink): every figure of the
    report equals an independent pandas computation of docs/report.md over the *reference* tables
@@ -24,14 +24,9 @@ import pytest
 from pipeline import run_pipeline
 from reference import compute_reference
 
-from intraday.backoffice.report import (
-    WATERFALL_STEPS,
-    parse_period,
-    performance_report,
-    render_html,
-    report_csv,
-    write_report,
-)
+from intraday.backoffice.report.compute import WATERFALL_STEPS, parse_period, performance_report
+from intraday.backoffice.report.files import report_csv, write_report
+from intraday.backoffice.report.page import render_html
 from intraday.ingest.generate import generate_day
 
 pytestmark = pytest.mark.integration
@@ -647,7 +642,7 @@ def test_the_page_callbacks_compute_draw_download_and_refuse_owners(hand, tmp_pa
 
 
 def test_run_report_is_the_command_body(hand, settings_for, tmp_path, capsys):
-    from intraday.backoffice.report import run_report
+    from intraday.backoffice.report.files import run_report
 
     start, end = parse_period("2025-06-10", "2025-06-10")
     assert run_report(hand, start, end, tmp_path / "rep", ["A", "B"]) == 0

@@ -20,7 +20,7 @@ from reference import compute_reference
 from reference_invoices import assert_invoices_equal, reference_invoices
 
 from intraday.backoffice.invoices import compute_invoices
-from intraday.backoffice.report import performance_report
+from intraday.backoffice.report.compute import performance_report
 from intraday.core.qh import BERLIN, UTC
 from intraday.ingest.generate import generate_day
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from intraday.platform.config import Settings
 
+
 def add_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """The two command groups, on the parser of :mod:`intraday.app.cli`."""
     s = cmd("users", "the dashboard's users file: add or replace a user (scrypt hash, mode 0600)")

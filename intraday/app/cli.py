@@ -232,7 +232,7 @@ def _install_stop_signals() -> None:
 
 
 def _parse_day(day_dir: Path):
-    from intraday.ingest.parsers import parse_day
+    from intraday.ingest.day import parse_day
 
     parsed = parse_day(day_dir)
     if not parsed.records and not parsed.rejections:
@@ -577,7 +577,8 @@ def cmd_alerts(args, settings: Settings) -> int:
 
 
 def cmd_report(args, settings: Settings) -> int:
-    from intraday.backoffice.report import parse_period, run_report
+    from intraday.backoffice.report.compute import parse_period
+    from intraday.backoffice.report.files import run_report
 
     try:
         start, end = parse_period(args.from_, args.to)

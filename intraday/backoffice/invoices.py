@@ -170,7 +170,7 @@ def exact_decimal(value: object) -> Decimal | None:
 def contract_errors(c: Contract) -> list[str]:
     """Every missing or invalid field of a contract, the parser's stored ones first.
 
-    The messages are those of ``intraday.ingest.parsers.parse_contract_file``, so a problem found both
+    The messages are those of ``intraday.ingest.formats.crm.parse_contract_file``, so a problem found both
     at parse time and here is named once.
 
     >>> contract_errors(Contract("C1", "A1", dt.date(2025, 1, 1), None, "fixed", None,

@@ -1,4 +1,4 @@
-"""The performance report as a dashboard page (definitions: docs/report.md, data: intraday/backoffice/report.py).
+"""The performance report as a dashboard page (definitions: docs/report.md, data: intraday/backoffice/report/).
 
 Pieces, to be wired by ``intraday/dashboard/app.py`` (see docs/report.md, "Dashboard"):
 
@@ -70,7 +70,7 @@ def period_from_days(start_day: Any, end_day: Any) -> tuple[dt.datetime, dt.date
     """Berlin days (ISO text from the date picker, both inclusive) -> UTC ``[start, end)``.
 
     Raises ValueError for malformed, reversed or too long periods (forged inputs included)."""
-    from intraday.backoffice.report import parse_period
+    from intraday.backoffice.report.compute import parse_period
 
     s, e = str(start_day or "")[:10], str(end_day or start_day or "")[:10]
     d0, d1 = dt.date.fromisoformat(s), dt.date.fromisoformat(e)
@@ -90,7 +90,7 @@ def _assets_arg(value: Any) -> list[str] | None:
 def compute(conn, user: Any, start_day: Any, end_day: Any, assets: Any = None, *, db_scoped: bool = False) -> dict:
     """The report for a dashboard user; PermissionError for asset owners. With ``db_scoped`` the
     queries run as the user's database role (intraday.backoffice.permissions.user_session)."""
-    from intraday.backoffice.report import performance_report
+    from intraday.backoffice.report.compute import performance_report
 
     if not allowed(user):
         raise PermissionError("the performance report is for the desk, ops and the back office")
@@ -295,7 +295,8 @@ def register_callbacks(app, pool, *, db_scoped: bool = False) -> None:
     from dash import Input, Output, State
     from psycopg_pool import PoolTimeout
 
-    from intraday.backoffice.report import delivered_text, render_html, report_csv, report_json
+    from intraday.backoffice.report.files import report_csv, report_json
+    from intraday.backoffice.report.page import delivered_text, render_html
     from intraday.dashboard.auth import require_user
 
     no = dash.no_update
