@@ -24,6 +24,7 @@ from intraday.backoffice.users import (
     parse_users,
     verify_password,
 )
+from intraday.core.qh import day_span
 from intraday.dashboard import figures as F
 from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER, check_auth_host, is_loopback_host, safe_next
 from intraday.platform.config import ConfigError, Settings
@@ -176,7 +177,7 @@ def row_at(df: pd.DataFrame, t: dt.datetime) -> pd.Series:
 
 def test_day_bounds_have_92_96_100_qhs():
     for day, n in ((dt.date(2025, 3, 30), 92), (DAY, 96), (dt.date(2025, 10, 26), 100)):
-        start, end = Q.day_bounds(day)
+        start, end = day_span(day)
         assert (end - start) / dt.timedelta(minutes=15) == n
 
 
@@ -480,7 +481,7 @@ def test_axis_is_berlin_wall_time_and_linear_on_dst_days():
     assert F.axis_x(A, DAY) == "2025-06-08 12:00:00"
     assert "tickvals" not in F.xaxis_layout(DAY)
     for day, n in ((dt.date(2025, 10, 26), 100), (dt.date(2025, 3, 30), 92)):
-        start, _ = F.day_span(day)
+        start, _ = day_span(day)
         xs = [F.axis_x(start + dt.timedelta(minutes=15 * k), day) for k in range(n)]
         assert len(set(xs)) == n and xs == sorted(xs)
     fall = F.xaxis_layout(dt.date(2025, 10, 26))

@@ -13,7 +13,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from intraday.backoffice.invoices import compute_invoices, export_invoices, issue_invoices, run_invoices
+from intraday.backoffice.invoices import export_invoices, issue_invoices, run_invoices
+from intraday.readmodels.invoicing import compute_invoices
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from intraday.core import qh
+from intraday.core import qh, units
 
 
 @pytest.mark.parametrize("day, n, first, last", [
@@ -78,4 +78,50 @@ def test_berlin_month_bounds_follow_the_civil_calendar_across_dst():
 
 def test_floor_qh_and_energy_units():
     assert qh.iso(qh.floor_qh(qh.parse_iso("2025-06-08T10:14:59.9Z"))) == "2025-06-08T10:00:00Z"
-    assert qh.kw_to_mwh(4000) == 1.0 and qh.mw_to_mwh(4) == 1.0
+    assert units.kw_to_mwh(4000) == 1.0 and units.mw_to_mwh(4) == 1.0
+
+
+def test_energy_has_one_rule_in_floats_decimals_and_sql():
+    from decimal import Decimal
+
+    assert units.kw_to_mwh_exact(Decimal("4000")) == Decimal("1.00000")
+    assert units.kw_to_mwh_exact(Decimal("333.3")) == Decimal("0.0833250")
+    assert units.kw_to_mwh_sql("a.best_kw") == "a.best_kw * 0.25 / 1000"
+    assert eval(units.kw_to_mwh_sql("x"), {"x": 333.3}) == units.kw_to_mwh(333.3)  # same order of operations
+    assert units.open_position_mwh(8000.0, 0.5) == 1.5 and units.open_position_mwh(None, 1.0) is None
+
+
+def test_gate_closure_and_its_inverse_name_the_tradeable_quarter_hours():
+    t = qh.parse_iso("2025-06-08T10:00:00Z")
+    assert qh.gate_closure(int(t)) == t - 900 and qh.qh_closing_at(t - 900) == t
+    # at 09:44:59 the 10:00 QH is still tradeable, at 09:45 (its gate closure) the 10:15 one is next
+    assert qh.first_tradeable_qh(t - 901) == t and qh.first_tradeable_qh(t - 900) == t + 900
+    assert qh.next_gate_closure_s(t - 901) == (t - 900, t)
+    assert qh.next_gate_closure_s(t - 900) == (t, t + 900)  # strictly after now
+
+
+def test_instants_become_aware_utc_and_naive_ones_are_refused():
+    import math
+
+    import pandas as pd
+
+    t = qh.to_dt(1749376800)
+    assert t == dt.datetime(2025, 6, 8, 10, tzinfo=dt.UTC)
+    for v in (1749376800, 1749376800.0, "2025-06-08T10:00:00Z", "2025-06-08T12:00:00+02:00",
+              pd.Timestamp("2025-06-08T12:00:00+02:00"), t.astimezone(qh.BERLIN)):
+        got = qh.as_utc(v)
+        assert got == t and got.utcoffset() == dt.timedelta(0) and type(got) is dt.datetime, v
+    for v in (None, math.nan, pd.NaT):
+        assert qh.as_utc(v) is None
+    with pytest.raises(ValueError, match="naive"):
+        qh.as_utc(dt.datetime(2025, 6, 8, 10))
+    with pytest.raises(TypeError):
+        qh.as_utc(dt.date(2025, 6, 8))
+
+
+def test_day_span_is_the_berlin_day_in_utc_with_92_96_100_quarter_hours():
+    for day, n, start in ((dt.date(2025, 3, 30), 92, "2025-03-29T23:00:00Z"), (dt.date(2025, 6, 8), 96, "2025-06-07T22:00:00Z"),
+                          (dt.date(2025, 10, 26), 100, "2025-10-25T22:00:00Z")):
+        lo, hi = qh.day_span(day)
+        assert qh.iso(int(lo.timestamp())) == start and (hi - lo) / dt.timedelta(minutes=15) == n
+        assert len(qh.delivery_day_qhs(day)) == n

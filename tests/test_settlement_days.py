@@ -19,10 +19,10 @@ from pipeline import run_pipeline
 from reference import compute_reference
 from reference_invoices import assert_invoices_equal, reference_invoices
 
-from intraday.backoffice.invoices import compute_invoices
 from intraday.backoffice.report.compute import performance_report
 from intraday.core.qh import BERLIN, UTC
 from intraday.ingest.generate import generate_day
+from intraday.readmodels.invoicing import compute_invoices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from intraday.app.admin import add_commands as add_admin_commands
 from intraday.app.admin import cmd_permissions, cmd_users  # noqa: F401 - handlers found by name
+from intraday.core.qh import to_dt
 from intraday.platform.alive import MAX_AGE_S, Heartbeat
 from intraday.platform.alive import age_s as alive_age_s
 from intraday.platform.config import ConfigError, Settings
@@ -368,7 +369,7 @@ def cmd_demo(args, settings: Settings) -> int:
                   f"new one: intraday users add desk desk, or delete the file and "
                   "the next demo prints a new one)", flush=True)
         if jump_to_s is not None and speed is not None:
-            print(f"replay: everything before {dt.datetime.fromtimestamp(jump_to_s, dt.UTC):%Y-%m-%d %H:%M} UTC"
+            print(f"replay: everything before {to_dt(jump_to_s):%Y-%m-%d %H:%M} UTC"
                   f" at once, then {speed:g}x real time (--from start: from the first event)", flush=True)
         publish_day(stack, parsed, speed, jump_to_s=jump_to_s)
         print("replay finished; the dashboard keeps running until Ctrl-C", flush=True)

@@ -36,8 +36,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from intraday.core.qh import BERLIN, GATE_CLOSURE_S, QH_S, iso, to_dt
-from intraday.core.qh import open_position_mwh as qh_open_position_mwh
+from intraday.core.qh import (
+    BERLIN,
+    QH_S,
+    first_tradeable_qh,
+    floor_qh,
+    gate_closure,
+    iso,
+    qh_closing_at,
+    to_dt,
+)
+from intraday.core.units import open_position_mwh as qh_open_position_mwh
 
 RESOLVE_FRACTION = 0.8
 FEED_ENDED_MIN = 6 * 60
@@ -77,7 +86,7 @@ def _event(subject: str, qh_s: int, kind: str, occurrence: int, status: str, val
     return {"schema_version": 1, "type": "alert", "alert_id": alert_id(subject, qh_s, kind, occurrence),
             "status": status, "kind": kind, "severity": severity, "subject": subject,
             "delivery_start": iso(qh_s), "value": value, "threshold": threshold, "unit": unit,
-            "minutes_to_gate_closure": (qh_s - GATE_CLOSURE_S - now_s) / 60.0,
+            "minutes_to_gate_closure": (gate_closure(qh_s) - now_s) / 60.0,
             "detected_at": iso(int(now_s)), **extra}
 
 
@@ -94,7 +103,7 @@ def _transition(al: dict, kind: str, raise_if: bool, resolve_if: bool) -> tuple[
 
 def expire_alerts(qh_s: int, state: dict[str, Any], port: dict[str, Any]) -> list[dict[str, Any]]:
     """Every alert of the QH still open at its gate closure ends there (status ``expired``)."""
-    gate = qh_s - GATE_CLOSURE_S
+    gate = gate_closure(qh_s)
     al = state.setdefault("al", {})
     out = []
     for kind in sorted(al):
@@ -113,7 +122,7 @@ def expire_alerts(qh_s: int, state: dict[str, Any], port: dict[str, Any]) -> lis
 
 def in_horizon(config: AlertConfig, qh_s: int, now_s: float) -> bool:
     """The QH's gate closure lies within the alert horizon ahead of ``now_s`` (and is not past)."""
-    gate = qh_s - GATE_CLOSURE_S
+    gate = gate_closure(qh_s)
     return now_s < gate and gate - now_s <= config.horizon_h * 3600
 
 
@@ -124,7 +133,7 @@ def evaluate_alerts(config: AlertConfig, qh_s: int, state: dict[str, Any], port:
     imbalance = port.get("imbalance_mwh")
     if imbalance is None or now_s is None:
         return []
-    if now_s >= qh_s - GATE_CLOSURE_S:
+    if now_s >= gate_closure(qh_s):
         return expire_alerts(qh_s, state, port)
     tradeable = in_horizon(config, qh_s, now_s)
     cost = port.get("imbalance_cost_eur")
@@ -154,8 +163,8 @@ def open_position_mwh(port: dict[str, Any]) -> float | None:
 
 def qhs_due_for_position_check(config: AlertConfig, now_s: float) -> range:
     """QHs whose gate closure lies in ``(now, now + X min]``: the desk must be flat by then."""
-    first = int((now_s + GATE_CLOSURE_S) // QH_S) * QH_S + QH_S
-    last = int((now_s + GATE_CLOSURE_S + config.open_position_min * 60) // QH_S) * QH_S
+    first = first_tradeable_qh(now_s)
+    last = floor_qh(qh_closing_at(now_s + config.open_position_min * 60))
     return range(first, last + 1, QH_S)
 
 
@@ -166,7 +175,7 @@ def evaluate_open_position(config: AlertConfig, qh_s: int, state: dict[str, Any]
     open_mwh = open_position_mwh(port)
     if open_mwh is None or threshold <= 0:
         return []
-    gate = qh_s - GATE_CLOSURE_S
+    gate = gate_closure(qh_s)
     if now_s >= gate:
         return expire_alerts(qh_s, state, port)
     in_window = gate - config.open_position_min * 60 <= now_s < gate

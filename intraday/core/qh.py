@@ -75,19 +75,59 @@ def gate_closure(qh_start_s: int) -> int:
     return qh_start_s - GATE_CLOSURE_S
 
 
+def qh_closing_at(gate_s: float) -> float:
+    """The delivery start of the QH whose gate closes at ``gate_s`` (the inverse of
+    :func:`gate_closure`): the QHs tradeable at ``now`` start after ``qh_closing_at(now)``."""
+    return gate_s + GATE_CLOSURE_S
+
+
+def first_tradeable_qh(now_s: float) -> int:
+    """The first QH still tradeable at ``now_s`` (its gate closure strictly after now).
+
+    >>> first_tradeable_qh(1749370500) - 1749370500   # at 08:15Z the 08:45Z QH is next
+    1800
+    """
+    return floor_qh(qh_closing_at(now_s)) + QH_S
+
+
+def next_gate_closure_s(now_s: float) -> tuple[int, int]:
+    """The next gate closure strictly after ``now_s`` and the start of the QH it closes."""
+    qh = first_tradeable_qh(now_s)
+    return gate_closure(qh), qh
+
+
 def to_dt(epoch_s: float) -> dt.datetime:
+    """An instant in epoch seconds as an aware UTC datetime."""
     return dt.datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def as_utc(value: object) -> dt.datetime | None:
+    """Any instant as an aware UTC datetime: an aware datetime (pandas' Timestamp too), epoch
+    seconds, or ISO 8601 text with an offset; None for None, NaN and NaT. A naive datetime is
+    refused: nothing here guesses a time zone."""
+    if value is None or value != value:  # NaN, NaT
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give an aware instant")
+        to_py = getattr(value, "to_pydatetime", None)  # a pandas Timestamp
+        return (to_py() if to_py else value).astimezone(UTC)
+    if isinstance(value, int | float):
+        return to_dt(float(value))
+    if isinstance(value, str):
+        return as_utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+    raise TypeError(f"not an instant: {value!r}")
 
 
 @lru_cache(maxsize=65536)
 def iso(epoch_s: int) -> str:
     """ISO 8601 UTC text of an instant, second precision: ``2025-06-08T10:15:00Z``."""
-    return dt.datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return to_dt(epoch_s).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_precise(epoch_s: float) -> str:
     """ISO 8601 UTC with microseconds when the instant has a fraction."""
-    d = dt.datetime.fromtimestamp(epoch_s, tz=UTC)
+    d = to_dt(epoch_s)
     if d.microsecond:
         return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return d.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -115,9 +155,15 @@ def delivery_day_qhs(day: dt.date) -> list[int]:
     return list(range(berlin_day_start(day), berlin_day_start(day + dt.timedelta(days=1)), QH_S))
 
 
+@lru_cache(maxsize=64)
+def day_span(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """UTC ``[start, end)`` of the Berlin delivery day (23, 24 or 25 hours)."""
+    return to_dt(berlin_day_start(day)), to_dt(berlin_day_start(day + dt.timedelta(days=1)))
+
+
 def delivery_day_of(epoch_s: float) -> dt.date:
     """The Berlin delivery day a UTC instant belongs to."""
-    return dt.datetime.fromtimestamp(epoch_s, tz=UTC).astimezone(BERLIN).date()
+    return to_dt(epoch_s).astimezone(BERLIN).date()
 
 
 def berlin_month_bounds(year: int, month: int) -> tuple[int, int]:
@@ -125,26 +171,3 @@ def berlin_month_bounds(year: int, month: int) -> tuple[int, int]:
     start = dt.datetime(year, month, 1, tzinfo=BERLIN)
     nxt = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=BERLIN)
     return int(start.timestamp()), int(nxt.timestamp())
-
-
-def kw_to_mwh(kw: float) -> float:
-    """Energy of a QH at an average power: kW x 0.25 h / 1000."""
-    return kw * 0.25 / 1000.0
-
-
-def open_position_mwh(tradeable_kw: float | None, net_sold_mwh: float | None) -> float | None:
-    """What is still to sell (+) or buy back (-) of a QH: the tradeable forecast's MWh minus the
-    net sold MWh (none without a tradeable forecast). The desk and the alerts use this one rule.
-
-    >>> open_position_mwh(8000.0, 0.5)
-    1.5
-    """
-    if tradeable_kw is None or tradeable_kw != tradeable_kw:
-        return None
-    sold = 0.0 if net_sold_mwh is None or net_sold_mwh != net_sold_mwh else net_sold_mwh
-    return kw_to_mwh(tradeable_kw) - sold
-
-
-def mw_to_mwh(mw: float) -> float:
-    """Energy of one QH slice of a trade of ``mw`` MW."""
-    return mw * 0.25

@@ -22,16 +22,16 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
-from intraday.core.qh import BERLIN, berlin_day_start
+from intraday.core.qh import BERLIN, berlin_day_start, to_dt
+from intraday.core.units import kw_to_mwh_exact
 
 __all__ = [
-    "FEE_MODELS", "KW_QH_TO_MWH", "PRICE_MODELS", "capacity_fee", "contract_problems", "contract_span",
+    "FEE_MODELS", "PRICE_MODELS", "capacity_fee", "contract_problems", "contract_span",
     "dates_unusable", "span_days", "month_days", "redispatch_compensation", "vwap", "vwap_minus_index",
 ]
 
 PRICE_MODELS = ("fixed", "market")
 FEE_MODELS = ("fixed_as_produced", "fixed_for_capacity", "percent_of_market")
-KW_QH_TO_MWH = Decimal("0.00025")  # kW averaged over a QH x 0.25 h / 1000
 
 
 def dates_unusable(begin: dt.date | None, end: dt.date | None) -> bool:
@@ -72,7 +72,7 @@ def span_days(start_s: int, end_s: int) -> Decimal:
     total = Decimal(0)
     if end_s <= start_s:
         return total
-    day = dt.datetime.fromtimestamp(start_s, tz=BERLIN).date()
+    day = to_dt(start_s).astimezone(BERLIN).date()
     while True:
         d0, d1 = berlin_day_start(day), berlin_day_start(day + dt.timedelta(days=1))
         if d0 >= end_s:
@@ -92,7 +92,7 @@ def redispatch_compensation(latest_kw: Decimal | None, price_eur_mwh: Decimal | 
                             ) -> tuple[Decimal, Decimal | None]:
     """(MWh, EUR) of one redispatched QH: its latest forecast MWh (none: 0) x the DSO
     compensation price (none: no amount, the QH is unpriced)."""
-    mwh = Decimal(0) if latest_kw is None else latest_kw * KW_QH_TO_MWH
+    mwh = Decimal(0) if latest_kw is None else kw_to_mwh_exact(latest_kw)
     return mwh, (None if price_eur_mwh is None else mwh * price_eur_mwh)
 
 

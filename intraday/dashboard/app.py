@@ -46,7 +46,7 @@ from intraday.backoffice.permissions import (
     user_session,
 )
 from intraday.backoffice.users import UserStore, ensure_demo_user, users_file
-from intraday.core.qh import BERLIN, UTC
+from intraday.core.qh import BERLIN, UTC, to_dt
 from intraday.dashboard import figures as F
 from intraday.dashboard import report_page as RP
 from intraday.dashboard.auth import (
@@ -211,7 +211,7 @@ def _parse_as_of(live: Any, value: Any) -> dt.datetime | None:
         t = float(value)
     except (TypeError, ValueError):
         return None
-    return dt.datetime.fromtimestamp(t, tz=UTC) if 0 < t < 4e9 else None
+    return to_dt(t) if 0 < t < 4e9 else None
 
 
 def _parse_day(value: Any) -> dt.date | None:

@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from intraday.core.qh import BERLIN, QH_S, UTC, delivery_day_qhs, open_position_mwh
+from intraday.core.qh import BERLIN, QH_S, as_utc, day_span, next_gate_closure_s, to_dt
+from intraday.core.units import open_position_mwh
 
 QH = dt.timedelta(seconds=QH_S)
 GATE = dt.timedelta(seconds=QH_S)
@@ -50,29 +51,6 @@ STATUS_ORDER = ("open", "closed", "delivering", "measured", "settled")
 # time
 
 
-def _utc(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, pd.Timestamp):
-        if pd.isna(value):
-            return None
-        value = value.to_pydatetime()
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: the dashboard needs aware instants")
-        return value.astimezone(UTC)
-    if isinstance(value, int | float):
-        return None if math.isnan(value) else dt.datetime.fromtimestamp(value, tz=UTC)
-    raise TypeError(f"not an instant: {value!r}")
-
-
-@lru_cache(maxsize=64)
-def day_span(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """UTC start and end of the Berlin delivery day."""
-    qhs = delivery_day_qhs(day)
-    return dt.datetime.fromtimestamp(qhs[0], tz=UTC), dt.datetime.fromtimestamp(qhs[-1] + QH_S, tz=UTC)
-
-
 @lru_cache(maxsize=64)
 def is_dst_day(day: dt.date) -> bool:
     start, end = day_span(day)
@@ -86,19 +64,19 @@ def _axis_offset(day: dt.date) -> dt.timedelta:
 
 def axis_x(instant: Any, day: dt.date) -> str:
     """Position of a UTC instant on the day's time axis (see the module docstring)."""
-    t = _utc(instant)
+    t = as_utc(instant)
     return (t + _axis_offset(day)).replace(tzinfo=None).isoformat(" ")
 
 
 def berlin_label(instant: Any, *, with_zone: bool = False) -> str:
     """``HH:MM`` in Europe/Berlin (with the zone name, e.g. ``02:00 CET``, if asked)."""
-    t = _utc(instant).astimezone(BERLIN)
+    t = as_utc(instant).astimezone(BERLIN)
     return t.strftime("%H:%M %Z") if with_zone else t.strftime("%H:%M")
 
 
 def berlin_time(instant: Any) -> str:
     """``2025-06-08 14:03:12 CEST``: an instant as the desk reads it."""
-    t = _utc(instant)
+    t = as_utc(instant)
     return "" if t is None else t.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
@@ -110,7 +88,7 @@ def waiting_text(clock: Any) -> str:
     >>> waiting_text(pd.Timestamp("2025-05-25T04:45:00Z"))
     "waiting for data: replay clock 2025-05-25 06:45:00 CEST; results appear as the delivery day's forecasts and trades arrive"
     """
-    if _utc(clock) is None:
+    if as_utc(clock) is None:
         return "waiting for data: no replay has started yet (intraday demo, or intraday replay DAY_DIR --speed 60)"
     return (f"waiting for data: replay clock {berlin_time(clock)}; results appear as the delivery day's "
             "forecasts and trades arrive")
@@ -123,7 +101,7 @@ def clock_text(clock: Any, liveness: str = "live") -> str:
     >>> clock_text(pd.Timestamp("2025-06-08T12:03:12Z"), "stale")
     'replay clock 2025-06-08 14:03:12 CEST (not live: the clock stopped, data of an earlier run)'
     """
-    if _utc(clock) is None:
+    if as_utc(clock) is None:
         return waiting_text(None)
     suffix = {"finished": " (replay finished: not live)",
               "stale": " (not live: the clock stopped, data of an earlier run)"}.get(liveness, "")
@@ -132,7 +110,7 @@ def clock_text(clock: Any, liveness: str = "live") -> str:
 
 def berlin_short(instant: Any) -> str:
     """``08.06. 14:15``: a QH start in Europe/Berlin, short."""
-    t = _utc(instant)
+    t = as_utc(instant)
     return "" if t is None else t.astimezone(BERLIN).strftime("%d.%m. %H:%M")
 
 
@@ -158,8 +136,8 @@ def qh_status(delivery_start: Any, now: Any, price_source: str | None = None) ->
     >>> [qh_status(t, t + dt.timedelta(minutes=m)) for m in (-16, -15, 0, 15)]
     ['open', 'closed', 'delivering', 'measured']
     """
-    t = _utc(delivery_start)
-    n = _utc(now)
+    t = as_utc(delivery_start)
+    n = as_utc(now)
     if n is None or n < t - GATE:
         return "open"
     if n < t:
@@ -171,12 +149,11 @@ def qh_status(delivery_start: Any, now: Any, price_source: str | None = None) ->
 
 def next_gate_closure(now: Any) -> tuple[dt.datetime, dt.datetime] | None:
     """The next gate closure strictly after ``now`` and the start of the QH it closes."""
-    n = _utc(now)
+    n = as_utc(now)
     if n is None:
         return None
-    epoch = n.timestamp()
-    gate = dt.datetime.fromtimestamp((math.floor(epoch / QH_S) + 1) * QH_S, tz=UTC)
-    return gate, gate + GATE
+    gate_s, qh_s = next_gate_closure_s(n.timestamp())
+    return to_dt(gate_s), to_dt(qh_s)
 
 
 def countdown_text(now: Any) -> str:
@@ -186,7 +163,7 @@ def countdown_text(now: Any) -> str:
     if nxt is None:
         return ""
     gate, qh = nxt
-    left = int((gate - _utc(now)).total_seconds())
+    left = int((gate - as_utc(now)).total_seconds())
     zone = gate.astimezone(BERLIN).strftime("%Z")
     return (f"next gate closure {berlin_label(gate)} {zone} (QH {berlin_label(qh)}) "
             f"in {left // 60} min {left % 60} s")
@@ -215,7 +192,7 @@ def _nums(series: Sequence[Any], scale: float = 1.0) -> list[float | None]:
 
 
 def _starts(df: pd.DataFrame) -> list[dt.datetime]:
-    return [_utc(t) for t in df["delivery_start"]]
+    return [as_utc(t) for t in df["delivery_start"]]
 
 
 def _qh_x(starts: Sequence[dt.datetime], day: dt.date) -> tuple[list[str], list[str], list[str]]:
@@ -270,7 +247,7 @@ def _base_layout(day: dt.date, title: str, height: int, **extra: Any) -> dict[st
 def _clock_shapes(day: dt.date, now: Any) -> tuple[list[dict], list[dict]]:
     """Shading of the past and of the QHs no longer tradeable, the now-line and the next gate
     closure line (with annotations), clipped to the day."""
-    n = _utc(now)
+    n = as_utc(now)
     if n is None:
         return [], []
     start, end = day_span(day)
@@ -361,16 +338,16 @@ def next_qh_records(portfolio: pd.DataFrame, trading: pd.DataFrame, now: Any, n:
     position (MW and MWh, ``intraday.core.qh.open_position_mwh``), our VWAP against ID1 / ID3 / IDFull,
     the current imbalance price (final or estimate) and the euros at risk (|open MWh| x price).
     ``act`` is ``"yes"`` where the open position is at least ``act_mwh``: the trader must act."""
-    t_now = _utc(now)
+    t_now = as_utc(now)
     if t_now is None or portfolio.empty:
         return []
     def rnd(v: float | None, k: int = 2) -> float | None:
         return None if v is None else round(v, k)
 
-    tr = {_utc(r.delivery_start): r for r in trading.itertuples(index=False)}
+    tr = {as_utc(r.delivery_start): r for r in trading.itertuples(index=False)}
     out = []
     for r in portfolio.itertuples(index=False):
-        t = _utc(r.delivery_start)
+        t = as_utc(r.delivery_start)
         gate = t - GATE
         if gate <= t_now:
             continue
@@ -643,7 +620,7 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
             gray = int(200 - 120 * (i + 1) / len(groups))
             vx, vxe, _ = _qh_x(vs, day)
             ys = _nums(g["power_kw"], 1 / 1000)
-            label = f"version {_utc(version).astimezone(BERLIN).strftime('%d.%m. %H:%M')}"
+            label = f"version {as_utc(version).astimezone(BERLIN).strftime('%d.%m. %H:%M')}"
             grey = {"color": f"rgb({gray},{gray},{gray})", "width": 1}
             trace = _step_trace(label, vx, vxe, ys, [berlin_label(t) for t in vs], grey, "%{y:.3f} MW",
                                 yaxis="y", legendgroup="versions", opacity=0.8)

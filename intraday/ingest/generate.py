@@ -49,7 +49,7 @@ import numpy as np
 import orjson
 from tqdm import tqdm
 
-from intraday.core.qh import BERLIN, QH_S, UTC, delivery_day_qhs
+from intraday.core.qh import BERLIN, HOUR_S, QH_S, UTC, delivery_day_qhs, to_dt
 
 __all__ = ["generate_day"]
 
@@ -85,28 +85,24 @@ class _Asset:
 
 # ----------------------------------------------------------------------------- formatting helpers
 
-def _utc(epoch_s: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch_s, tz=UTC)
-
-
 def _stamp_z(epoch_s: int) -> str:
     """``2025-06-07T124500Z`` (file names)."""
-    return _utc(epoch_s).strftime("%Y-%m-%dT%H%M%SZ")
+    return to_dt(epoch_s).strftime("%Y-%m-%dT%H%M%SZ")
 
 
 def _stamp_ms(epoch_ms: int) -> str:
     """``20250608T120317417Z`` (exchange file names)."""
-    return _utc(epoch_ms // 1000).strftime("%Y%m%dT%H%M%S") + f"{epoch_ms % 1000:03d}Z"
+    return to_dt(epoch_ms // 1000).strftime("%Y%m%dT%H%M%S") + f"{epoch_ms % 1000:03d}Z"
 
 
 def _dso_time(epoch_s: int) -> str:
     """``2025-06-08 00:15:00.000000 UTC`` (DSO final production and compensation)."""
-    return _utc(epoch_s).strftime("%Y-%m-%d %H:%M:%S.000000 UTC")
+    return to_dt(epoch_s).strftime("%Y-%m-%d %H:%M:%S.000000 UTC")
 
 
 def _trade_time(epoch_s: int) -> str:
     """``2025-06-08 00:00:00+00:00`` (exchange delivery start and end)."""
-    return _utc(epoch_s).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    return to_dt(epoch_s).strftime("%Y-%m-%d %H:%M:%S+00:00")
 
 
 def _exec_times(epoch_ms: np.ndarray) -> list[str]:
@@ -273,7 +269,7 @@ def _forecasts(rng: np.random.Generator, grid: _Day, assets: list[_Asset], truth
     solar = np.array([a.kind == "solar" for a in assets])
     rows = np.arange(FORECAST_ROWS)
     index = np.arange(n_v)[:, None] + rows[None, :]  # grid QH of (version, row)
-    lead_h = rows * 0.25
+    lead_h = rows * QH_S / HOUR_S
     growth = 1.0 - np.exp(-lead_h / 6.0)
     rel = np.where(solar[None, :], 0.02 + 0.16 * growth[:, None], 0.02 + 0.12 * growth[:, None])
     persistent = _ar1(rng.standard_normal((grid.k_len, n_a)), 0.9)  # error shared by versions
@@ -287,7 +283,7 @@ def _forecasts(rng: np.random.Generator, grid: _Day, assets: list[_Asset], truth
 
 def _price_curve(rng: np.random.Generator, grid: _Day) -> np.ndarray:
     """Day-ahead-like EUR/MWh level per grid QH: peaks, a solar dip at noon, weekend discount."""
-    local = [_utc(int(t)).astimezone(BERLIN) for t in grid.grid]
+    local = [to_dt(int(t)).astimezone(BERLIN) for t in grid.grid]
     hour = np.array([d.hour + d.minute / 60 + 0.125 for d in local])
     weekend = np.array([d.weekday() >= 5 for d in local])
     doy = grid.day.timetuple().tm_yday
@@ -395,10 +391,10 @@ def _dso_tasks(rng: np.random.Generator, grid: _Day, assets: list[_Asset], actua
     lines = ["delivery_start,delivery_end,is_redispatched"]
     for q in range(REDISPATCH_QHS + 1):
         t = start + q * QH_S
-        lines.append(f"{_utc(t):%Y-%m-%dT%H:%M:%SZ},{_utc(t + QH_S):%Y-%m-%dT%H:%M:%SZ},"
+        lines.append(f"{to_dt(t):%Y-%m-%dT%H:%M:%SZ},{to_dt(t + QH_S):%Y-%m-%dT%H:%M:%SZ},"
                      f"{1 if q < REDISPATCH_QHS else 0}")
     announced = start - 3600
-    tasks.append((f"distribution_system_operator/redispatch_flag_{mp}_{_utc(announced):%Y%m%d_%H%M}.csv",
+    tasks.append((f"distribution_system_operator/redispatch_flag_{mp}_{to_dt(announced):%Y%m%d_%H%M}.csv",
                   _const(_csv(lines))))
 
     price = _clean(np.clip(curve[grid.k_day:grid.k_day + grid.n], 0.0, None) + 8.0
@@ -419,8 +415,8 @@ def _imbalance_tasks(rng: np.random.Generator, grid: _Day, curve: np.ndarray) ->
         truth[picks] = -np.abs(truth[picks]) - 5.0
 
     def when(t: int) -> tuple[str, str, str]:
-        d = _utc(t)
-        return d.strftime("%d.%m.%Y"), d.strftime("%H:%M"), _utc(t + QH_S).strftime("%H:%M")
+        d = to_dt(t)
+        return d.strftime("%d.%m.%Y"), d.strftime("%H:%M"), to_dt(t + QH_S).strftime("%H:%M")
 
     tasks: list[Task] = []
     rows = 0
@@ -428,7 +424,7 @@ def _imbalance_tasks(rng: np.random.Generator, grid: _Day, curve: np.ndarray) ->
     while published < grid.end:
         k_first = (published // QH_S * QH_S - grid.t0) // QH_S
         k_last = (grid.next_end - grid.t0) // QH_S
-        lead_h = (np.arange(k_first, k_last) - k_first) * 0.25
+        lead_h = (np.arange(k_first, k_last) - k_first) * QH_S / HOUR_S
         est = _clean(truth[k_first:k_last] + rng.normal(0, 1, k_last - k_first)
                      * (8.0 + 50.0 * (1 - np.exp(-lead_h / 4.0))), 2)
         lines = ["Datum;Zeitzone;von;bis;Datenkategorie;Datentyp;Einheit;AEP-Schätzer;Status"]
@@ -453,7 +449,7 @@ def _imbalance_tasks(rng: np.random.Generator, grid: _Day, curve: np.ndarray) ->
         prices = ";" if missing[q] else f"{_comma(under[q])};{_comma(over[q])}"
         lines.append(f"{datum};UTC;{von};{bis};reBAP;qualitätsgesichert;EUR/MWh;{prices}")
     final_at = int(dt.datetime.combine(grid.day + dt.timedelta(days=1), dt.time(10), tzinfo=UTC).timestamp())
-    tasks.append((f"imbalance/imbalance_price_final_{_utc(final_at):%Y%m%d_%H%M%S}.csv", _const(_csv(lines))))
+    tasks.append((f"imbalance/imbalance_price_final_{to_dt(final_at):%Y%m%d_%H%M%S}.csv", _const(_csv(lines))))
     return tasks, {"imbalance_estimate_rows": rows, "imbalance_final_rows": grid.n,
                    "imbalance_final_missing": int(missing.sum())}
 

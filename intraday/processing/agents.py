@@ -29,7 +29,7 @@ from intraday.core.alerts import (
     in_horizon,
     qhs_due_for_position_check,
 )
-from intraday.core.qh import GATE_CLOSURE_S, MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_slices
+from intraday.core.qh import HOUR_S, MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_closing_at, qh_slices
 from intraday.processing import state as core
 from intraday.processing.shell import TOO_OLD, Barriers, Emitter, Watermark, batch_source_ms, decoded
 
@@ -401,10 +401,11 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             if now_s <= last:
                 continue
             scanned[p] = now_s
-            ahead = GATE_CLOSURE_S + alert_config.horizon_h * 3600
-            recheck(p, _qh_range(last + GATE_CLOSURE_S, now_s + GATE_CLOSURE_S),  # gate closure passed
+            horizon = alert_config.horizon_h * HOUR_S
+            recheck(p, _qh_range(qh_closing_at(last), qh_closing_at(now_s)),  # gate closure passed
                     lambda q, st: any(active for active, _ in st.alerts.values()), expire_alerts)
-            recheck(p, _qh_range(max(last, now_s - 86400) + ahead, now_s + ahead),  # entered the horizon
+            recheck(p, _qh_range(qh_closing_at(max(last, now_s - 86400) + horizon),  # entered the horizon
+                                 qh_closing_at(now_s + horizon)),
                     lambda q, st, n=now_s: in_horizon(alert_config, q, n),
                     lambda q, al, pt, n=now_s: evaluate_alerts(alert_config, q, al, pt, n))
         for msg, e in barriers:

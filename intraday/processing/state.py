@@ -26,7 +26,8 @@ from collections.abc import Iterable
 import msgspec
 
 from intraday.contract.events import occurrence_order
-from intraday.core.qh import GATE_CLOSURE_S, HOUR_S, QH_S, iso, kw_to_mwh, parse_iso, qh_slices
+from intraday.core.qh import HOUR_S, QH_S, gate_closure, iso, parse_iso, qh_slices
+from intraday.core.units import kw_to_mwh, mw_to_mwh
 
 # ---------------------------------------------------------------------------------------------
 # Events on the wire (schema_version 1, or 2 for a batch of version-1 events: contract.md)
@@ -268,7 +269,7 @@ def fold_forecast(entry: QhForecast | None, version_s: float, qh_s: int, kw: flo
     lv, lk, tv, tk = e.lv, e.lk, e.tv, e.tk
     if version_s <= qh_s and (lv is None or version_s > lv):
         lv, lk = version_s, kw
-    if version_s <= qh_s - GATE_CLOSURE_S and (tv is None or version_s > tv):
+    if version_s <= gate_closure(qh_s) and (tv is None or version_s > tv):
         tv, tk = version_s, kw
     return QhForecast(lv, lk, tv, tk, e.n + 1)
 
@@ -420,7 +421,7 @@ class TradeBook:
         if book == "private":
             sold = fsum(o.mw for o in rows if o.side == "SELL")
             bought = fsum(o.mw for o in rows if o.side == "BUY")
-            revenue = fsum((o.mw if o.side == "SELL" else -o.mw) * 0.25 * o.price for o in rows)
+            revenue = fsum(mw_to_mwh(o.mw if o.side == "SELL" else -o.mw) * o.price for o in rows)
             idx = [0.0] * 6
         else:  # market indices (domain.md 3): full = every slice; 3h / 1h by execution before t
             sold = bought = revenue = 0.0
@@ -456,7 +457,7 @@ def trading_row(book: str, qh_s: int, partials: Iterable[TradingPartial]) -> dic
         return math.fsum(p.idx[i] for p in ps)
 
     return {"book": book, "qh": qh_s, "trades": sum(p.trades for p in ps),
-            "sold_mwh": sold * 0.25, "bought_mwh": bought * 0.25, "net_mwh": (sold - bought) * 0.25,
+            "sold_mwh": mw_to_mwh(sold), "bought_mwh": mw_to_mwh(bought), "net_mwh": mw_to_mwh(sold - bought),
             "revenue_eur": math.fsum(p.revenue_eur for p in ps) if private else None,
             "vwap_eur_mwh": _vwap(math.fsum(p.pv for p in ps), math.fsum(p.v for p in ps)),
             "idx_full_eur_mwh": None if private else _vwap(s(0), s(1)),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-_WITH = """
+from intraday.core.units import kw_to_mwh_sql
+
+_WITH = f"""
 WITH a AS (
     SELECT a.asset_id, a.delivery_start AS t,
-           a.best_kw * 0.25 / 1000 AS q,
-           a.latest_kw * 0.25 / 1000 AS fd,
-           a.tradeable_kw * 0.25 / 1000 AS fg,
+           {kw_to_mwh_sql('a.best_kw')} AS q,
+           {kw_to_mwh_sql('a.latest_kw')} AS fd,
+           {kw_to_mwh_sql('a.tradeable_kw')} AS fg,
            (a.best_source IN ('final', 'live') AND NOT a.redispatched) AS measured,
            a.best_source = 'final' AS is_final,
            a.redispatched AS rd,
@@ -17,9 +19,9 @@ WITH a AS (
     WHERE a.in_scope AND a.delivery_start >= %(start)s AND a.delivery_start < %(end)s),
 pf AS (
     SELECT delivery_start AS t, true AS in_pf,
-           best_of_infeed_kw * 0.25 / 1000 AS qq,
-           latest_forecast_kw * 0.25 / 1000 AS fdq,
-           tradeable_forecast_kw * 0.25 / 1000 AS fgq,
+           {kw_to_mwh_sql('best_of_infeed_kw')} AS qq,
+           {kw_to_mwh_sql('latest_forecast_kw')} AS fdq,
+           {kw_to_mwh_sql('tradeable_forecast_kw')} AS fgq,
            imbalance_mwh AS pimb, imbalance_price_eur_mwh AS pprice, imbalance_cost_eur AS pcost,
            coalesce(balanced_mwh, 0) AS bal
     FROM portfolio_qh WHERE in_scope AND delivery_start >= %(start)s AND delivery_start < %(end)s),

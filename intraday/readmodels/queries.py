@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from intraday.core.qh import QH_S, UTC, delivery_day_qhs
+from intraday.core.qh import as_utc, day_span
 from intraday.core.settlement import vwap, vwap_minus_index
 
 SOURCES = ("final", "live", "redispatch", "forecast")
@@ -53,34 +53,6 @@ _ASSET_FILTER = "(%(assets)s::text[] IS NULL OR {col} = ANY(%(assets)s::text[]))
 # parameters and frames
 
 
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """UTC ``[start, end)`` of the Berlin delivery day (23, 24 or 25 hours)."""
-    qhs = delivery_day_qhs(day)
-    return dt.datetime.fromtimestamp(qhs[0], tz=UTC), dt.datetime.fromtimestamp(qhs[-1] + QH_S, tz=UTC)
-
-
-def as_utc(value: Any) -> dt.datetime | None:
-    """An instant as an aware UTC datetime: datetime/Timestamp (aware), epoch seconds, ISO text.
-
-    Naive datetimes are refused: the dashboard never guesses a time zone.
-    """
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        if value is pd.NaT:
-            return None
-        value = value.to_pydatetime()
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: give an aware instant")
-        return value.astimezone(UTC)
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(float(value), tz=UTC)
-    if isinstance(value, str):
-        return as_utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
-    raise TypeError(f"not an instant: {value!r}")
-
-
 def _assets_param(assets: Sequence[str] | None) -> list[str] | None:
     return None if assets is None else [str(a) for a in assets]
 
@@ -89,7 +61,7 @@ def _params(day: dt.date | None = None, as_of: Any = None, assets: Sequence[str]
             **extra: Any) -> dict[str, Any]:
     p: dict[str, Any] = {"as_of": as_utc(as_of), "assets": _assets_param(assets), **extra}
     if day is not None:
-        p["start"], p["end"] = day_bounds(day)
+        p["start"], p["end"] = day_span(day)
     return p
 
 

@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from psycopg import sql
 
 from intraday.contract import topics
-from intraday.core.qh import UTC
+from intraday.core.qh import to_dt
 from intraday.platform.errors import first_line
 from intraday.platform.kafka import client_conf
 from intraday.sink.db import connect
@@ -36,7 +36,7 @@ from intraday.sink.db import connect
 log = logging.getLogger("intraday.sink")
 
 def ts(epoch_s: float | None) -> dt.datetime | None:
-    return None if epoch_s is None else dt.datetime.fromtimestamp(epoch_s, tz=UTC)
+    return None if epoch_s is None else to_dt(epoch_s)
 
 
 def ts_iso(text: str | None) -> dt.datetime | None:

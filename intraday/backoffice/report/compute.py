@@ -49,15 +49,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from intraday.backoffice.invoices import (
-    MonthData,
-    contract_period,
-    exact_decimal,
-    invoice_contract,
-    load_month,
-)
-from intraday.core.qh import BERLIN, QH_S, UTC, berlin_month_bounds, iso
+from intraday.core.invoicing import MonthData, contract_period, exact_decimal, invoice_contract
+from intraday.core.qh import BERLIN, QH_S, UTC, as_utc, berlin_month_bounds, floor_qh, iso, to_dt
 from intraday.core.settlement import redispatch_compensation, vwap_minus_index
+from intraday.readmodels.invoicing import load_month
 from intraday.readmodels.performance import (
     ASSETS_SQL,
     CLOCK_SQL,
@@ -120,13 +115,11 @@ _ADDITIVE = [
 
 
 def _utc(value: Any) -> dt.datetime:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         raise TypeError("give an instant, not a date (parse_period turns Berlin days into instants)")
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+    if not isinstance(value, dt.datetime | str):
         raise ValueError(f"an aware instant is needed, not {value!r}")
-    return value.astimezone(UTC)
+    return as_utc(value)
 
 
 def _div(a: float | None, b: float | None) -> float | None:
@@ -201,7 +194,7 @@ class _PeriodData(MonthData):
 
 def _months(start_s: int, end_s: int) -> Iterable[tuple[int, int, int, int]]:
     """(year, month, month_start, month_end) of every Berlin month overlapping [start, end)."""
-    d = dt.datetime.fromtimestamp(start_s, tz=UTC).astimezone(BERLIN)
+    d = to_dt(start_s).astimezone(BERLIN)
     y, m = d.year, d.month
     while True:
         m0, m1 = berlin_month_bounds(y, m)
@@ -320,7 +313,7 @@ def delivered_until(conn: psycopg.Connection, clock: Any = None) -> dt.datetime:
         if clock is None:
             clock = dt.datetime.now(tz=UTC)
     s = int(_utc(clock).timestamp())
-    return dt.datetime.fromtimestamp(s - s % QH_S, tz=UTC)
+    return to_dt(floor_qh(s))
 
 
 def performance_report(conn: psycopg.Connection, start_utc: Any, end_utc: Any,
