@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench lint clean browser-deps
+.PHONY: install test unit demo bench lint clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,12 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# the unit layer alone: no broker, no database, seconds
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 demo: $(STAMP)
 	$(BIN)/intraday demo
@@ -33,6 +38,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .intraday .pytest_cache

@@ -400,9 +400,8 @@ def cmd_sink(args, settings: Settings) -> int:
 
     ensure_topics(settings.kafka_bootstrap, settings.partitions)
     migrate(settings.database_url)
-    import os
 
-    run_sink(settings.kafka_bootstrap, settings.database_url, embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
+    run_sink(settings.kafka_bootstrap, settings.database_url, embedded=settings.embedded,
              fetch_wait_ms=settings.fetch_wait_ms, max_poll_interval_ms=settings.sink_max_poll_interval_ms,
              statement_timeout_ms=settings.sink_statement_timeout_ms,
              heartbeat=Heartbeat(settings.state_dir, "sink").beat)

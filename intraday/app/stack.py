@@ -7,7 +7,6 @@ processes die with their parent (``PR_SET_PDEATHSIG``), so a killed ``intraday``
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -288,10 +287,7 @@ def worker_main() -> None:
     async def _alive() -> None:  # from the event loop: a blocked loop stops the beat
         heartbeat.beat()
 
-    level = os.environ.get("INTRADAY_WORKER_LOGLEVEL", "info")
-    datadir = os.environ.get("INTRADAY_WORKER_DATADIR")
-    if datadir:
-        app.conf.datadir = datadir
-    sys.argv = ["intraday-worker", "worker", "-l", level, "--web-port",
-                os.environ.get("INTRADAY_WORKER_WEB_PORT", "6066")]
+    if settings.worker_datadir:
+        app.conf.datadir = str(settings.worker_datadir)
+    sys.argv = ["intraday-worker", "worker", "-l", settings.worker_loglevel, "--web-port", str(settings.worker_web_port)]
     app.main()

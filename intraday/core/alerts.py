@@ -90,7 +90,7 @@ def _event(subject: str, qh_s: int, kind: str, occurrence: int, status: str, val
             "detected_at": iso(int(now_s)), **extra}
 
 
-def _transition(al: dict, kind: str, raise_if: bool, resolve_if: bool) -> tuple[str, int] | None:
+def _transition(al: dict[str, Any], kind: str, raise_if: bool, resolve_if: bool) -> tuple[str, int] | None:
     active, occurrence = al.get(kind, [False, 0])
     if not active and raise_if:
         al[kind] = [True, occurrence + 1]
@@ -203,7 +203,7 @@ def _stale_event(config: AlertConfig, asset_id: str, feed: dict[str, Any], statu
     return ev
 
 
-def evaluate_stale_feed(config: AlertConfig, asset_id: str, feed: dict[str, Any], now_s: float) -> list[dict]:
+def evaluate_stale_feed(config: AlertConfig, asset_id: str, feed: dict[str, Any], now_s: float) -> list[dict[str, Any]]:
     """On a clock tick: is the feed (``{"last": last sample time, "al": {...}}``) silent too long?
 
     The raise is dated when the feed *became* stale (last sample + Y minutes), so a tick that
@@ -223,13 +223,13 @@ def evaluate_stale_feed(config: AlertConfig, asset_id: str, feed: dict[str, Any]
                          last + config.stale_feed_min * 60)]
 
 
-def feed_sample(config: AlertConfig, asset_id: str, feed: dict[str, Any], ts: float) -> list[dict]:
+def feed_sample(config: AlertConfig, asset_id: str, feed: dict[str, Any], ts: float) -> list[dict[str, Any]]:
     """A live sample arrived at ``ts``: resolve an open stale alert, or report a gap that was
     longer than Y minutes as raised-and-resolved (whether or not a tick saw it in between)."""
     last = feed.get("last")
     if last is not None and ts <= last:
         return []  # late or repeated sample: the feed was not silent
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     if last is not None and config.stale_feed_min > 0:
         gap_min = (ts - last) / 60.0
         al = feed.setdefault("al", {})

@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
 
 from intraday.core.qh import BERLIN, QH_S, UTC, berlin_month_bounds, iso
 from intraday.core.settlement import (
@@ -89,7 +90,7 @@ class Line:
 
 @dataclass(frozen=True)
 class Invoice:
-    payload: dict
+    payload: dict[str, Any]
     lines: tuple[Line, ...]
 
     @property
@@ -114,7 +115,9 @@ def exact_decimal(value: object) -> Decimal | None:
         return value
     if isinstance(value, float):
         return Decimal(repr(value))
-    return Decimal(value)  # int
+    if isinstance(value, int | str):
+        return Decimal(value)
+    raise TypeError(f"not a number: {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +180,7 @@ def _f(d: Decimal | None) -> float | None:
     return 0.0 if d == 0 else float(d)
 
 
-def money_entry(quantity: Decimal | None, unit_price: Decimal | None, net_exact: Decimal | None) -> dict:
+def money_entry(quantity: Decimal | None, unit_price: Decimal | None, net_exact: Decimal | None) -> dict[str, Any]:
     """One invoice entry: net rounded to cents half-up, VAT = round(net x 0.19), gross = net + VAT.
 
     >>> money_entry(Decimal("0.25"), Decimal("9.98"), Decimal("2.495"))
@@ -195,7 +198,7 @@ def _per_unit(net: Decimal, quantity: Decimal) -> Decimal | None:
     return None if quantity == 0 else _round(net / quantity, UNIT_PRICE_PLACES)
 
 
-def _gross(entry: dict) -> Decimal:
+def _gross(entry: dict[str, Any]) -> Decimal:
     return Decimal(repr(entry["gross_eur"]))
 
 
@@ -227,7 +230,7 @@ def _invoice(c: Contract, data: MonthData) -> Invoice:
     unpriced_qh = sum(1 for t in qhs if t not in data.public_vwap) if uses_market else 0
     market_value = sum((mwh * data.public_vwap[t] for t, mwh, _ in energy if t in data.public_vwap), Decimal(0))
 
-    redispatch: list[tuple[int, Decimal, Decimal | None]] = []  # (qh, forecast MWh, DSO price)
+    redispatch: list[tuple[int, Decimal, Decimal | None, Decimal | None]] = []  # (qh, forecast MWh, DSO price, amount)
     for t in qhs:
         row = data.asset_qh.get((c.asset_id, t))
         if row is not None and row.redispatched:

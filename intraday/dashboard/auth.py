@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import secrets
 import threading
 import time
@@ -84,8 +83,7 @@ def check_auth_host(settings: Settings, host: str) -> None:
 def secret_key(settings: Settings, env: dict[str, str] | None = None) -> str:
     """The session-signing secret: ``INTRADAY_SECRET_KEY`` if set, else a random key created once
     in ``STATE_DIR/dashboard_secret_key`` (mode 0600), so sessions survive restarts."""
-    env = os.environ if env is None else env
-    given = env.get("INTRADAY_SECRET_KEY")
+    given = settings.secret_key if env is None else env.get("INTRADAY_SECRET_KEY")
     if given:
         if len(given) < 16:
             raise AuthConfigError("INTRADAY_SECRET_KEY is shorter than 16 characters")

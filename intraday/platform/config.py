@@ -120,6 +120,11 @@ class Settings:
     cookie_secure: bool = False
     trusted_proxies: str = "127.0.0.1"
     users_file: Path | None = None
+    embedded: bool = False  # INTRADAY_EMBEDDED=1: the services are the embedded ones (set by the supervisor)
+    worker_loglevel: str = "info"
+    worker_datadir: Path | None = None
+    worker_web_port: int = 6066
+    secret_key: str | None = field(default=None, repr=False)  # the dashboard's session-signing key
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # the services' database passwords, by variable (INTRADAY_*_DB_PASSWORD): `intraday migrate`
     # creates their logins (intraday.backoffice.permissions.SERVICE_LOGINS); never printed
@@ -167,6 +172,11 @@ class Settings:
             cookie_secure=secure_raw in ("on", "1", "true"),
             trusted_proxies=env.get("INTRADAY_TRUSTED_PROXIES") or "127.0.0.1",
             users_file=Path(users) if users else state_dir / "users.json",
+            embedded=env.get("INTRADAY_EMBEDDED") == "1",
+            worker_loglevel=env.get("INTRADAY_WORKER_LOGLEVEL") or "info",
+            worker_datadir=Path(env["INTRADAY_WORKER_DATADIR"]) if env.get("INTRADAY_WORKER_DATADIR") else None,
+            worker_web_port=int(_num(env, "INTRADAY_WORKER_WEB_PORT", 6066, int)),
+            secret_key=env.get("INTRADAY_SECRET_KEY") or None,
             kafka_security=KafkaSecurity.from_env(env),
             service_db_passwords={k: v for k, v in env.items()
                                   if k.startswith("INTRADAY_") and k.endswith("_DB_PASSWORD") and v},

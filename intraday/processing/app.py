@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 from typing import Any
 
@@ -172,8 +171,7 @@ def app_from_env() -> faust.App:
     if not settings.kafka_bootstrap:
         raise SystemExit("KAFKA_BOOTSTRAP_SERVERS must be set for a worker (intraday run/demo set it)")
     return create_app(settings.kafka_bootstrap, settings.partitions,
-                      embedded=os.environ.get("INTRADAY_EMBEDDED") == "1",
-                      web_port=int(os.environ.get("INTRADAY_WORKER_WEB_PORT", "6066")),
+                      embedded=settings.embedded, web_port=settings.worker_web_port,
                       alert_config=AlertConfig.from_settings(settings),
                       retention_days=settings.state_retention_days, fetch_wait_ms=settings.fetch_wait_ms,
                       security=settings.kafka_security)

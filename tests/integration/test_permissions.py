@@ -36,7 +36,7 @@ from intraday.sink.writer import write_batch
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.UTC
 T1, T2 = dt.datetime(2025, 6, 10, 10, 0, tzinfo=UTC), dt.datetime(2025, 6, 10, 10, 15, tzinfo=UTC)
 OWNED, OTHER = ("WND-A1", "SOL-A2"), ("WND-B1",)

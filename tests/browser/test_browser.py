@@ -42,7 +42,7 @@ from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER
 from intraday.ingest.generate import generate_day
 from intraday.readmodels import queries as Q
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = ROOT / "docs" / "screenshots" / "desk.png"

@@ -19,7 +19,7 @@ from intraday.sink.writer import Sink, write_batch
 
 pytestmark = pytest.mark.integration
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "timescale_migrations.sql"
+SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "timescale_migrations.sql"
 T = 1_749_384_000
 
 

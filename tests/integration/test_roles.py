@@ -18,7 +18,7 @@ from intraday.backoffice.permissions import SERVICE_LOGINS
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INIT_SQL = ROOT / "deploy" / "timescaledb-init.sql"
 PASSWORDS = {"INTRADAY_SINK_DB_PASSWORD": "s3cret-sink", "INTRADAY_DASHBOARD_DB_PASSWORD": "s3cret-dash",
              "INTRADAY_REPLAY_DB_PASSWORD": "s3cret-replay"}

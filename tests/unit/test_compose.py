@@ -25,7 +25,7 @@ import yaml
 import intraday.app.cli
 from intraday.app.cli import CliError, build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -396,7 +396,7 @@ def test_app_services_reach_kafka_and_timescaledb_by_their_compose_names(service
 def test_no_app_service_logs_in_as_the_database_superuser(services):
     """Each app service has its own login, by duty, with its own password; none is the
     superuser of the image (POSTGRES_USER) nor a role the init script or migrate makes a
-    superuser (tests/test_roles.py checks the logins on a real server)."""
+    superuser (tests/integration/test_roles.py checks the logins on a real server)."""
     superuser = env_of(services["timescaledb"]).get("POSTGRES_USER", "postgres")
     seen = {}
     for name, (login, variable) in DB_LOGINS.items():
