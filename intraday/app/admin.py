@@ -9,7 +9,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from intraday.app.errors import CliError
 from intraday.platform.config import Settings
+from intraday.platform.errors import first_line
 
 
 def add_commands(cmd: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -43,7 +45,6 @@ def _new_password(username: str) -> str:
 
 
 def cmd_users(args, settings: Settings) -> int:
-    from intraday.app.cli import CliError
     from intraday.backoffice.users import AuthConfigError, add_user, users_file
 
     path = Path(args.file) if args.file else users_file(settings)
@@ -58,7 +59,6 @@ def cmd_users(args, settings: Settings) -> int:
 def cmd_permissions(args, settings: Settings) -> int:
     import psycopg
 
-    from intraday.app.cli import CliError, first_line
     from intraday.app.services import database
     from intraday.backoffice import permissions as P
     from intraday.backoffice.users import AuthConfigError, load_users, users_file

@@ -7,11 +7,13 @@ import datetime as dt
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from intraday.app.admin import add_commands as add_admin_commands
 from intraday.app.admin import cmd_permissions, cmd_users  # noqa: F401 - handlers found by name
+from intraday.app.errors import EXIT_ERROR, EXIT_OK, EXIT_QUARANTINED, EXIT_USAGE, CliError
 from intraday.core.qh import to_dt
 from intraday.platform.alive import MAX_AGE_S, Heartbeat
 from intraday.platform.alive import age_s as alive_age_s
@@ -19,11 +21,6 @@ from intraday.platform.config import ConfigError, Settings
 from intraday.platform.errors import first_line
 
 log = logging.getLogger("intraday")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_QUARANTINED = 3
 
 ENV_HELP = """environment:
   KAFKA_BOOTSTRAP_SERVERS  Kafka to use (unset: start the embedded Tansu broker)
@@ -33,14 +30,6 @@ ENV_HELP = """environment:
   INTRADAY_ALERT_IMBALANCE_MWH, INTRADAY_ALERT_COST_EUR  alert thresholds (default 1.0 MWh, 500 EUR)
   INTRADAY_DASHBOARD_PORT  dashboard port (default 8050); INTRADAY_AUTH=off disables the login (loopback only)
 """
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Parser(argparse.ArgumentParser):
@@ -212,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         print("intraday: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the user gets one line; -v shows the traceback
+        if _STOP_REQUESTED.is_set():  # the stop signal surfaced as another exception
+            print("intraday: interrupted", file=sys.stderr)
+            return 130
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
         from intraday.app.services import ServiceError
@@ -225,11 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+_STOP_REQUESTED = threading.Event()
+
+
 def _install_stop_signals() -> None:
-    def _raise(*_):
+    """SIGTERM (and Ctrl-C) stop a long-running command the same way: the stop is recorded, then
+    KeyboardInterrupt unwinds to the command's cleanup."""
+    def _stop(*_):
+        _STOP_REQUESTED.set()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Did a stop signal end this? KeyboardInterrupt, or what a C extension made of it when the
+    signal landed inside its call (confluent-kafka then reports a TypeError about its config)."""
+    return isinstance(exc, KeyboardInterrupt) or _STOP_REQUESTED.is_set()
 
 
 def _parse_day(day_dir: Path):
@@ -324,7 +329,7 @@ def cmd_export(args, settings: Settings) -> int:
 
 
 def cmd_generate_day(args, settings: Settings) -> int:
-    from intraday.ingest.generate import generate_day
+    from intraday.ingest.generate.day import generate_day
 
     if args.assets < 2:
         raise CliError("--assets must be at least 2", EXIT_USAGE)
@@ -338,7 +343,7 @@ def cmd_generate_day(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     from intraday.app.stack import Stack, publish_day
-    from intraday.ingest.generate import generate_day
+    from intraday.ingest.generate.day import generate_day
 
     speed = _speed(args.speed)
     day = args.day or dt.date(2025, 6, 8)
@@ -376,7 +381,9 @@ def cmd_demo(args, settings: Settings) -> int:
         while True:
             stack.check_children()
             time.sleep(1)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
         print("stopping ...", file=sys.stderr)
     finally:
         stack.stop()
@@ -436,7 +443,7 @@ def cmd_alive(args, settings: Settings) -> int:
 def cmd_dashboard(args, settings: Settings) -> int:
     if not settings.database_url:
         raise CliError("the dashboard needs DATABASE_URL (intraday demo sets it)")
-    from intraday.dashboard.app import serve
+    from intraday.dashboard.serve import serve
 
     serve(settings, host=args.host, port=args.port or settings.dashboard_port, server=args.server,
           workers=args.workers)

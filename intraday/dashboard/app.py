@@ -23,41 +23,41 @@ cockpit. Asset tab: asset picker and drill-down graph.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import logging
-import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import dash
 import pandas as pd
-import psycopg
-from dash import Input, Output, State, dash_table, dcc, html
-from psycopg_pool import PoolTimeout
+from dash import Input, Output, State
 
-from intraday.backoffice.permissions import (
-    PermissionSetupError,
-    can_manage_roles,
-    sync_dashboard_users,
-    user_session,
-)
-from intraday.backoffice.users import UserStore, ensure_demo_user, users_file
-from intraday.core.qh import BERLIN, UTC, to_dt
+from intraday.backoffice.users import UserStore, users_file
+from intraday.dashboard import clock as CL
 from intraday.dashboard import figures as F
+from intraday.dashboard import frames as FR
 from intraday.dashboard import report_page as RP
+from intraday.dashboard.access import DB_ERRORS, db_message, sync_owner_roles, user_connection
 from intraday.dashboard.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
     SessionRegistry,
-    check_auth_host,
-    current_user,
     install_auth,
-    is_loopback_host,
     require_user,
+)
+from intraday.dashboard.layout import build_layout, load_asset_options, load_day_options
+from intraday.dashboard.view import (
+    alerts_records,
+    alerts_title,
+    changed_parts,
+    fingerprint_dict,
+    freshness_records,
+    iso_or_none,
+    kpi_children,
+    parse_as_of,
+    parse_day,
+    slider_marks,
 )
 from intraday.platform.config import ConfigError, Settings
 from intraday.platform.errors import first_line
@@ -67,295 +67,9 @@ from intraday.sink.db import connection_kwargs
 
 log = logging.getLogger("intraday.dashboard")
 
-TICK_MS = 2000
 POOL_KEY = "intraday_pool"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-EMPTY_FP: dict[str, Any] = {}
-DB_ERRORS = (psycopg.Error, PoolTimeout)
 
-
-class AccessNotSetUp(psycopg.Error):
-    """An asset owner's database role is missing, or the dashboard's login may not use it."""
-
-
-@contextlib.contextmanager
-def user_connection(pool, user) -> Iterator[psycopg.Connection]:
-    """A pooled connection for ``user``'s queries: an asset owner's in their database role, with
-    the owner views first on the search_path (docs/permissions.md); staff on the dashboard's login."""
-    with pool.connection() as conn:
-        if user.sees_portfolio:
-            yield conn
-            return
-        scoped = user_session(conn, user)
-        try:
-            scoped.__enter__()
-        except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege,
-                PermissionSetupError) as exc:
-            first = first_line(exc)
-            raise AccessNotSetUp(f"the database access of {user.username!r} is not set up ({first}): an "
-                                 "administrator runs `intraday migrate` with the users file "
-                                 "(docs/permissions.md)") from None
-        with contextlib.ExitStack() as stack:
-            stack.push(scoped)
-            yield conn
-
-
-def sync_owner_roles(pool, users: Iterable[Any]) -> dict[str, list[str]] | None:
-    """Give the asset owners of the users file their database roles, where the dashboard's login
-    may create roles (the embedded demo). In production ``intraday migrate`` does it; then this
-    says so once and returns None."""
-    try:
-        with pool.connection() as conn:
-            if not can_manage_roles(conn):
-                log.info("asset owners' database roles: kept by `intraday migrate` (this login may not create roles)")
-                return None
-            synced = sync_dashboard_users(conn, users)
-    except (PermissionSetupError, *DB_ERRORS) as exc:
-        log.warning("asset owners' database roles not synced: %s",
-                    first_line(exc))
-        return None
-    if synced:
-        log.info("asset owners' database roles: %s", ", ".join(f"{r} ({len(a)} assets)" for r, a in synced.items()))
-    return synced
-
-
-def _db_message(exc: BaseException) -> str:
-    msg = first_line(exc)
-    return msg if isinstance(exc, AccessNotSetUp) else f"database unavailable: {msg}"
-
-
-# ---------------------------------------------------------------------------------------------
-# small pure helpers (tested without a server)
-
-
-def iso_or_none(v: Any) -> str | None:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return None
-    return pd.Timestamp(v).isoformat()
-
-
-def fingerprint_dict(row: pd.Series, ctx: list[Any]) -> dict[str, Any]:
-    """The JSON-able fingerprint kept in the page's store."""
-    return {"ctx": ctx, "clock": iso_or_none(row["replay_clock"]), "portfolio": iso_or_none(row["portfolio_known_at"]),
-            "history": iso_or_none(row["history_known_at"]), "trading": iso_or_none(row["trading_known_at"]),
-            "asset": iso_or_none(row["asset_known_at"]), "asset_imb": iso_or_none(row["asset_imbalance_known_at"]),
-            "alerts": [int(row["alerts_n"] or 0), int(row["alerts_acknowledged_n"] or 0)]}
-
-
-def changed_parts(prev: dict[str, Any] | None, new: dict[str, Any], forced: bool) -> set[str]:
-    """Which fingerprint parts moved; every part when forced, on the first call or when the
-    context (user, day, as_of, tab, asset) changed."""
-    parts = {"clock", "portfolio", "history", "trading", "asset", "asset_imb", "alerts"}
-    if forced or not prev or prev.get("ctx") != new.get("ctx"):
-        return parts | {"ctx"}
-    return {p for p in parts if prev.get(p) != new.get(p)}
-
-
-def slider_marks(first: dt.datetime, last: dt.datetime, every_h: int = 3) -> dict[int, str]:
-    """Slider marks at whole Berlin hours every ``every_h`` hours between two instants."""
-    marks: dict[int, str] = {}
-    t = first.astimezone(BERLIN).replace(minute=0, second=0, microsecond=0)
-    while t.astimezone(UTC) <= last:
-        u = t.astimezone(UTC)
-        if u >= first and t.hour % every_h == 0:
-            marks[int(u.timestamp())] = t.strftime("%H:%M") if t.hour else t.strftime("%d.%m.")
-        t = (t.astimezone(UTC) + dt.timedelta(hours=1)).astimezone(BERLIN)
-    return marks
-
-
-def alerts_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for r in df.itertuples(index=False):
-        out.append({
-            "id": f"{r.alert_id}|{r.status}|{pd.Timestamp(r.delivery_start).isoformat()}",
-            "detected": F.berlin_time(r.detected_at), "qh": F.berlin_short(r.delivery_start),
-            "status": r.status, "severity": r.severity, "kind": r.kind, "subject": r.subject,
-            "value": None if pd.isna(r.value) else round(float(r.value), 3),
-            "threshold": None if pd.isna(r.threshold) else float(r.threshold), "unit": r.unit or "",
-            "eur_at_risk": None if pd.isna(r.eur_at_risk) else round(float(r.eur_at_risk), 2),
-            "action": r.suggested_action or "",
-            "acknowledged": "" if not isinstance(r.acknowledged_by, str) else
-            f"{r.acknowledged_by} {F.berlin_time(r.acknowledged_at)}",
-        })
-    return out
-
-
-def alerts_title(records: list[dict[str, Any]]) -> str:
-    """``Alerts: 3 open`` over the newest states (one row per QH and kind, by gate closure)."""
-    n_open = sum(1 for r in records if r["status"] == "raised")
-    return f"Alerts: {n_open} open (one row per QH and kind, newest state, by gate closure)"
-
-
-def freshness_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for r in df.itertuples(index=False):
-        age = None if pd.isna(r.age_min) else round(float(r.age_min), 1)
-        expected, status = F.feed_status(r.source, age)
-        out.append({"source": r.source, "latest": F.berlin_time(r.latest_at) if not pd.isna(r.latest_at) else "–",
-                    "age_min": age, "expected": expected, "status": status})
-    return out
-
-
-def kpi_children(tiles: list[dict[str, Any]]) -> list[Any]:
-    return [html.Div([html.Div(t["label"], className="kpi-label"),
-                      html.Div([html.Span(t["value"], className="kpi-value"), html.Span(" " + t["unit"], className="kpi-unit")]),
-                      html.Div(t.get("sub", ""), className="kpi-sub")],
-                     className=f"kpi kpi-{t['tone']}", id=f"kpi-{t['key']}") for t in tiles]
-
-
-def _parse_as_of(live: Any, value: Any) -> dt.datetime | None:
-    """The slider's instant (epoch seconds) unless live; malformed (forged) input means live."""
-    if isinstance(live, list) and "live" in live:
-        return None
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        return None
-    return to_dt(t) if 0 < t < 4e9 else None
-
-
-def _parse_day(value: Any) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(str(value)[:10])
-    except ValueError:
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# layout
-
-
-def _header() -> html.Header:
-    user = current_user()
-    who = f"{user.username} ({user.role})" if user else ""
-    return html.Header([
-        html.H1("Intraday desk"),
-        html.Div([html.Div(id="clock", className="clock"), html.Div(id="countdown", className="countdown")],
-                 className="clocks"),
-        html.Div([html.Span(who, className="who"), html.A("health", href="/health", target="_blank"),
-                  html.A("log out", href="/logout")], className="links"),
-    ], className="header")
-
-
-def _table(id_: str, columns: list[tuple[str, str]], **kw: Any) -> dash_table.DataTable:
-    return dash_table.DataTable(id=id_, columns=[{"name": n, "id": c} for c, n in columns], data=[],
-                                style_cell={"fontFamily": "system-ui, sans-serif", "fontSize": 13, "padding": "3px 6px",
-                                            "textAlign": "left"},
-                                style_header={"fontWeight": "600", "backgroundColor": "#f0f2f5"}, **kw)
-
-
-def build_layout(pool, settings: Settings) -> html.Div:
-    """The page. Called per page load (``/_dash-layout``) to pre-fill days and assets."""
-    user = current_user()
-    day_options: list[dict[str, str]] = []
-    day_value = None
-    asset_options: list[dict[str, str]] = []
-    if user is not None and pool is not None:
-        try:
-            with user_connection(pool, user) as conn:
-                day_options, day_value = _day_options(conn, user.asset_filter)
-                asset_options = _asset_options(conn, user.asset_filter)
-        except DB_ERRORS as exc:  # the page must load even without a database
-            log.warning("layout without data: %s", first_line(exc))
-    return html.Div([
-        _header(),
-        html.Div([
-            html.Div([html.Label("Delivery day"),
-                      dcc.Dropdown(id="day", options=day_options, value=day_value, clearable=False,
-                                   style={"width": "13em"})], className="control"),
-            html.Div([html.Label("As known at"),
-                      dcc.Checklist(id="live", options=[{"label": " live", "value": "live"}], value=["live"],
-                                    inline=True),
-                      html.Span(id="as-of-label", className="as-of-label")], className="control"),
-            html.Div(dcc.Slider(id="as-of", min=0, max=1, step=60, value=None, marks={}, updatemode="mouseup",
-                                allow_direct_input=False),
-                     className="control slider"),
-        ], className="controls"),
-        dcc.Tabs(id="tab", value="portfolio", children=[
-            dcc.Tab(label="Portfolio", value="portfolio"), dcc.Tab(label="Asset drill-down", value="asset"),
-            *([dcc.Tab(label="Performance report", value="report")] if user is not None and RP.allowed(user)
-              else [])]),
-        html.Div(id="portfolio-pane", children=[
-            html.H2("Next quarter-hours: minutes to gate closure, open position, EUR at risk"),
-            _table("next-qh", list(F.NEXT_QH_COLUMNS), sort_action="none",
-                   style_data_conditional=[
-                       {"if": {"filter_query": '{act} = "yes"'}, "backgroundColor": "#fff3cd"},
-                       {"if": {"filter_query": '{act} = "yes" && {to_gate_min} < 30'}, "backgroundColor": "#fde0dd",
-                        "fontWeight": "600"}]),
-            html.Div(id="kpis", className="kpis"),
-            dcc.Graph(id="cockpit", config={"displaylogo": False}),
-            dcc.Graph(id="ribbon", config={"displaylogo": False, "displayModeBar": False}),
-            dcc.Graph(id="prices", config={"displaylogo": False}),
-            dcc.Graph(id="imbalance", config={"displaylogo": False}),
-            html.Div([html.Button("Download cockpit CSV", id="download-btn"), dcc.Download(id="download")],
-                     className="row"),
-            html.H2("Alerts", id="alerts-title"),
-            html.Div([html.Button("Acknowledge selected", id="ack-btn"), html.Span(id="ack-msg", className="msg")],
-                     className="row"),
-            _table("alerts", [("qh", "QH (Berlin)"), ("status", "status"), ("severity", "severity"),
-                              ("kind", "kind"), ("subject", "subject"), ("value", "value"), ("threshold", "threshold"),
-                              ("unit", "unit"), ("eur_at_risk", "EUR at risk"), ("action", "suggested action"),
-                              ("detected", "detected (Berlin)"), ("acknowledged", "acknowledged")],
-                   row_selectable="multi", selected_rows=[], page_size=12, sort_action="none",
-                   style_data_conditional=[
-                       {"if": {"filter_query": '{severity} = "critical" && {acknowledged} = ""'},
-                        "backgroundColor": "#fde0dd"},
-                       {"if": {"filter_query": '{severity} = "warning" && {acknowledged} = ""'},
-                        "backgroundColor": "#fff3cd"},
-                       {"if": {"filter_query": '{acknowledged} != ""'}, "color": "#888888"}]),
-            html.H2("Feed freshness (event time behind the replay clock)"),
-            _table("freshness", [("source", "source"), ("latest", "latest event (Berlin)"), ("age_min", "age (min)"),
-                                 ("expected", "expected"), ("status", "status")],
-                   style_data_conditional=[{"if": {"filter_query": '{status} = "late"'},
-                                            "backgroundColor": "#fde0dd"}]),
-        ]),
-        html.Div(id="asset-pane", style={"display": "none"}, children=[
-            html.Div([html.Label("Asset"), dcc.Dropdown(id="asset", options=asset_options,
-                                                        value=asset_options[0]["value"] if asset_options else None,
-                                                        clearable=False, style={"width": "28em"})],
-                     className="control"),
-            dcc.Graph(id="asset-graph", config={"displaylogo": False}),
-        ]),
-        # present for every user (callback validation needs its ids); its callbacks refuse owners
-        RP.layout(day=dt.date.fromisoformat(day_value) if day_value else None, asset_options=asset_options,
-                  hidden=True),
-        dcc.Interval(id="tick", interval=TICK_MS),
-        dcc.Store(id="fp", data=EMPTY_FP),
-        dcc.Store(id="ack-version", data=0),
-    ], className="page")
-
-
-def _day_options(conn, assets) -> tuple[list[dict[str, str]], str | None]:
-    days = Q.query_days(conn, assets)["day"].tolist()
-    clock = Q.replay_clock(conn, assets)
-    options = [{"label": d.strftime("%Y-%m-%d (%a)"), "value": d.isoformat()} for d in days]
-    value = None
-    if days:
-        # the clock's day while it is measured (live operation); after a replay whose last
-        # files arrive the next day, the latest day that has measurements
-        measured = [d for d in Q.query_measured_days(conn, assets)["day"].tolist() if d in days]
-        clock_day = clock.tz_convert(BERLIN).date() if clock is not None else None
-        if clock_day in measured or (clock_day in days and not measured):
-            value = clock_day.isoformat()
-        else:
-            value = (measured[-1] if measured else days[-1]).isoformat()
-    return options, value
-
-
-def _asset_options(conn, assets) -> list[dict[str, str]]:
-    out = []
-    for r in Q.query_assets(conn, assets).itertuples(index=False):
-        extra = ", ".join(str(x) for x in (r.asset_type, None if pd.isna(r.capacity_kw) else f"{r.capacity_kw:,.0f} kW")
-                          if isinstance(x, str) and x)
-        label = r.asset_id + (f" · {r.name}" if isinstance(r.name, str) and r.name else "") + (f" ({extra})" if extra else "")
-        out.append({"label": label, "value": r.asset_id})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the app
 
 
 def get_pool(app: dash.Dash):
@@ -509,7 +223,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         """The report's period follows the desk's delivery day (chosen, or filled in once the first
         day has data): a report opened after the desk shows that day, not the wall clock's."""
         require_user()
-        day = _parse_day(day_value)
+        day = parse_day(day_value)
         return (day.isoformat(), day.isoformat()) if day else (no, no)
 
     outputs = [
@@ -542,7 +256,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
                               only_tick=triggered <= {"tick.n_intervals"} and bool(prev_fp),
                               selected_ids=selected_ids)
         except DB_ERRORS as exc:  # a database hiccup must not kill the page; bugs still surface as 500
-            msg = _db_message(exc)
+            msg = db_message(exc)
             log.warning("refresh failed: %s", msg)
             return (msg,) + (no,) * (len(outputs) - 1)
 
@@ -551,16 +265,16 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         """The main update (see the module docstring)."""
         assets = user.asset_filter
         out: dict[str, Any] = {}
-        day = _parse_day(day_value)
+        day = parse_day(day_value)
         if day is None:
-            options, value = _day_options(conn, assets)
+            options, value = load_day_options(conn, assets)
             out["day.options"] = options
             if value is None:
-                out["clock.children"] = F.waiting_text(Q.replay_clock(conn, assets))
+                out["clock.children"] = CL.waiting_text(Q.replay_clock(conn, assets))
                 return _pack(out, outputs)
             out["day.value"] = value
-            day = _parse_day(value)
-        as_of = _parse_as_of(live, as_of_value)
+            day = parse_day(value)
+        as_of = parse_as_of(live, as_of_value)
         if asset_value is not None and not user.may_read_asset(str(asset_value)):
             asset_value = None  # a forged input: never query another owner's asset
         ctx = [user.username, day.isoformat(), iso_or_none(as_of), tab, asset_value]
@@ -576,9 +290,9 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
         clock_moved = "clock" in moved
 
         if clock_moved or ctx_moved:
-            out["clock.children"] = F.clock_text(clock, Q.replay_liveness(conn))
-            out["countdown.children"] = F.countdown_text(clock)
-            out["day.options"] = _day_options(conn, assets)[0]
+            out["clock.children"] = CL.clock_text(clock, Q.replay_liveness(conn))
+            out["countdown.children"] = CL.countdown_text(clock)
+            out["day.options"] = load_day_options(conn, assets)[0]
             rng = Q.query_history_range(conn, day, assets).iloc[0]
             first, last = rng["first_known_at"], rng["last_known_at"]
             if pd.isna(first) or clock is None:
@@ -593,7 +307,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
                 out["as-of.disabled"] = False
                 if as_of is None:  # live: the handle at the live end, not at the day's first version
                     out["as-of.value"] = out["as-of.max"]
-                out["as-of-label.children"] = (f"viewing as known at {F.berlin_time(as_of)} (trading panels: latest)"
+                out["as-of-label.children"] = (f"viewing as known at {CL.berlin_time(as_of)} (trading panels: latest)"
                                                if as_of is not None else "live")
 
         if tab != "asset":
@@ -606,14 +320,14 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
             if portfolio_moved or "trading" in moved:  # the clock moves the portfolio part too
                 if portfolio is None:
                     portfolio = Q.query_portfolio(conn, day, as_of, assets)
-                out["next-qh.data"] = F.next_qh_records(portfolio, Q.query_trading(conn, day, assets), now,
+                out["next-qh.data"] = FR.next_qh_records(portfolio, Q.query_trading(conn, day, assets), now,
                                                         act_mwh=settings.alert_imbalance_mwh)
             if ctx_moved or "asset" in moved:
                 out["ribbon.figure"] = F.source_ribbon_figure(Q.query_source_counts(conn, day, assets), day)
             if ctx_moved or clock_moved or "trading" in moved:
                 out["prices.figure"] = F.price_figure(Q.query_trading(conn, day, assets), day, now)
             if ctx_moved or moved & {"trading", "portfolio", "history", "asset_imb"}:
-                out["kpis.children"] = kpi_children(F.kpi_tiles(Q.query_running_totals(conn, day, as_of, assets)))
+                out["kpis.children"] = kpi_children(FR.kpi_tiles(Q.query_running_totals(conn, day, as_of, assets)))
             if ctx_moved or "alerts" in moved:
                 records = alerts_records(Q.query_alerts(conn, day, as_of, assets))
                 out["alerts.data"] = records
@@ -625,7 +339,7 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
                 out["freshness.data"] = freshness_records(Q.query_freshness(conn, assets))
         else:
             if ctx_moved or clock_moved:
-                options = _asset_options(conn, assets)
+                options = load_asset_options(conn, assets)
                 out["asset.options"] = options
                 if asset_value is None and options:
                     asset_value = options[0]["value"]
@@ -662,14 +376,14 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
                   State("live", "value"), State("as-of", "value"), prevent_initial_call=True)
     def download(_clicks, day_value, live, as_of_value):
         user = require_user()
-        day = _parse_day(day_value)
+        day = parse_day(day_value)
         if day is None:
             return no
-        as_of = _parse_as_of(live, as_of_value)
+        as_of = parse_as_of(live, as_of_value)
         with user_connection(pool, user) as conn:
             portfolio = Q.query_portfolio(conn, day, as_of, user.asset_filter)
             now = as_of or Q.replay_clock(conn, user.asset_filter)
-        frame = F.cockpit_frame(portfolio, now)
+        frame = FR.cockpit_frame(portfolio, now)
         suffix = "" if as_of is None else "_as_of_" + as_of.strftime("%Y%m%dT%H%M%SZ")
         # to 4 decimals (0.1 kW, a hundredth of a cent), not float noise such as 3.5999999999999996
         return {"content": frame.round(4).to_csv(index=False),
@@ -680,71 +394,3 @@ def _register_callbacks(app: dash.Dash, pool, settings: Settings) -> None:
 def _pack(out: dict[str, Any], outputs: list[Output]) -> tuple:
     """The outputs in callback order from a dict keyed ``"component.property"``; the rest unchanged."""
     return tuple(out.get(f"{o.component_id}.{o.component_property}", dash.no_update) for o in outputs)
-
-
-# ---------------------------------------------------------------------------------------------
-# serving
-
-
-GUNICORN_TIMEOUT_S = 30  # a worker stuck longer on one request is killed and replaced
-
-
-def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None, *, server: str = "auto",
-          workers: int | None = None) -> None:
-    """Run the dashboard. ``server``: ``gunicorn`` (production: ``--workers`` processes of 4
-    threads, each request bounded by :data:`GUNICORN_TIMEOUT_S`, graceful stop on SIGTERM) or
-    ``dev`` (Flask's threaded server with ``debug=False``, never the debugger or the reloader,
-    and on a loopback host only); ``auto``: dev on loopback, else gunicorn. ``INTRADAY_AUTH=off``
-    is refused off loopback. With auth on and no users file, a ``desk`` user with a random
-    password is created and its credentials printed once to stderr."""
-    check_auth_host(settings, host)
-    if server == "auto":
-        server = "dev" if is_loopback_host(host) else "gunicorn"
-    if server == "dev" and not is_loopback_host(host):
-        raise ConfigError(f"the development web server is for a loopback host only, not {host!r}: "
-                          "use --server gunicorn")
-    if settings.auth:
-        created = ensure_demo_user(settings)
-        if created:
-            print(f"dashboard: created user {created[0]!r} with password {created[1]!r} in {users_file(settings)}",
-                  file=sys.stderr, flush=True)
-    port = port or settings.dashboard_port
-    if server == "gunicorn":
-        _serve_gunicorn(settings, host, port, workers or 2)
-        return
-    app = create_app(settings)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per 2-second poll
-    log.info("dashboard on http://%s:%s (development server, auth %s)", host, port,
-             "on" if settings.auth else "off (loopback)")
-    try:
-        app.server.run(host=host, port=port, debug=False, use_reloader=False, use_debugger=False, threaded=True)
-    finally:
-        close_app(app)
-
-
-def gunicorn_options(host: str, port: int, workers: int, trusted_proxies: str = "127.0.0.1") -> dict[str, Any]:
-    """The production server's settings: threads for the 2-second polls of many pages, a worker
-    timeout, bounded request lines and headers, the client's address from a trusted proxy only."""
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return {"bind": bind, "workers": workers, "worker_class": "gthread", "threads": 4,
-            "timeout": GUNICORN_TIMEOUT_S, "graceful_timeout": 10, "keepalive": 5,
-            "limit_request_line": 8190, "limit_request_fields": 100, "limit_request_field_size": 8190,
-            "max_requests": 5000, "max_requests_jitter": 500,  # recycle workers: no slow leak lives long
-            "forwarded_allow_ips": trusted_proxies,
-            "accesslog": None, "errorlog": "-", "loglevel": "info", "proc_name": "intraday-dashboard"}
-
-
-def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class _App(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in gunicorn_options(host, port, workers, settings.trusted_proxies).items():
-                self.cfg.set(key, value)
-
-        def load(self):  # in each worker: its own app and connection pool
-            return create_app(settings).server
-
-    log.info("dashboard on http://%s:%s (gunicorn, %d workers, auth %s)", host, port, workers,
-             "on" if settings.auth else "off (loopback)")
-    _App().run()

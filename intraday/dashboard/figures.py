@@ -24,17 +24,22 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import pandas as pd
 
-from intraday.core.qh import BERLIN, QH_S, as_utc, day_span, next_gate_closure_s, to_dt
-from intraday.core.units import open_position_mwh
-
-QH = dt.timedelta(seconds=QH_S)
-GATE = dt.timedelta(seconds=QH_S)
-BAR_WIDTH_MS = QH_S * 1000 * 0.8
+from intraday.core.qh import BERLIN, QH_S, as_utc, day_span
+from intraday.dashboard.clock import (
+    BAR_WIDTH_MS,
+    QH,
+    axis_x,
+    berlin_label,
+    is_dst_day,
+    next_gate_closure,
+    qh_status,
+    xaxis_layout,
+)
+from intraday.dashboard.frames import cockpit_frame, num, nums, qh_starts
 
 COLORS = {
     "tradeable": "#1f77b4", "latest": "#9ecae1", "best": "#111111", "net_sold": "#2ca02c",
@@ -44,155 +49,13 @@ COLORS = {
     # an estimate's cost has its own hues (and a hatch): never mistaken for a settled one
     "good_estimate": "#a6dba0", "bad_estimate": "#f4a582",
 }
-STATUS_ORDER = ("open", "closed", "delivering", "measured", "settled")
 
 
-# ---------------------------------------------------------------------------------------------
-# time
 
 
-@lru_cache(maxsize=64)
-def is_dst_day(day: dt.date) -> bool:
-    start, end = day_span(day)
-    return start.astimezone(BERLIN).utcoffset() != end.astimezone(BERLIN).utcoffset()
 
 
-@lru_cache(maxsize=64)
-def _axis_offset(day: dt.date) -> dt.timedelta:
-    return day_span(day)[0].astimezone(BERLIN).utcoffset()
 
-
-def axis_x(instant: Any, day: dt.date) -> str:
-    """Position of a UTC instant on the day's time axis (see the module docstring)."""
-    t = as_utc(instant)
-    return (t + _axis_offset(day)).replace(tzinfo=None).isoformat(" ")
-
-
-def berlin_label(instant: Any, *, with_zone: bool = False) -> str:
-    """``HH:MM`` in Europe/Berlin (with the zone name, e.g. ``02:00 CET``, if asked)."""
-    t = as_utc(instant).astimezone(BERLIN)
-    return t.strftime("%H:%M %Z") if with_zone else t.strftime("%H:%M")
-
-
-def berlin_time(instant: Any) -> str:
-    """``2025-06-08 14:03:12 CEST``: an instant as the desk reads it."""
-    t = as_utc(instant)
-    return "" if t is None else t.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def waiting_text(clock: Any) -> str:
-    """What the page says before any result of a delivery day has arrived, instead of empty axes.
-
-    >>> waiting_text(None)
-    'waiting for data: no replay has started yet (intraday demo, or intraday replay DAY_DIR --speed 60)'
-    >>> waiting_text(pd.Timestamp("2025-05-25T04:45:00Z"))
-    "waiting for data: replay clock 2025-05-25 06:45:00 CEST; results appear as the delivery day's forecasts and trades arrive"
-    """
-    if as_utc(clock) is None:
-        return "waiting for data: no replay has started yet (intraday demo, or intraday replay DAY_DIR --speed 60)"
-    return (f"waiting for data: replay clock {berlin_time(clock)}; results appear as the delivery day's "
-            "forecasts and trades arrive")
-
-
-def clock_text(clock: Any, liveness: str = "live") -> str:
-    """The header's clock: ``replay clock 2025-06-08 14:03:12 CEST``, saying when the data is not
-    live (``liveness`` from ``queries.replay_liveness``).
-
-    >>> clock_text(pd.Timestamp("2025-06-08T12:03:12Z"), "stale")
-    'replay clock 2025-06-08 14:03:12 CEST (not live: the clock stopped, data of an earlier run)'
-    """
-    if as_utc(clock) is None:
-        return waiting_text(None)
-    suffix = {"finished": " (replay finished: not live)",
-              "stale": " (not live: the clock stopped, data of an earlier run)"}.get(liveness, "")
-    return "replay clock " + berlin_time(clock) + suffix
-
-
-def berlin_short(instant: Any) -> str:
-    """``08.06. 14:15``: a QH start in Europe/Berlin, short."""
-    t = as_utc(instant)
-    return "" if t is None else t.astimezone(BERLIN).strftime("%d.%m. %H:%M")
-
-
-def xaxis_layout(day: dt.date, **extra: Any) -> dict[str, Any]:
-    """The time axis of a day: Berlin wall time; explicit true labels on DST days."""
-    start, end = day_span(day)
-    axis: dict[str, Any] = {"type": "date", "range": [axis_x(start, day), axis_x(end, day)],
-                            "title": {"text": f"delivery {day.isoformat()} (Europe/Berlin)"},
-                            "showgrid": True, "gridcolor": "#eeeeee", **extra}
-    if is_dst_day(day):
-        hours = [start + dt.timedelta(hours=h) for h in range(int((end - start).total_seconds() // 3600) + 1)]
-        axis["tickmode"] = "array"
-        axis["tickvals"] = [axis_x(h, day) for h in hours]
-        # the zone only where it disambiguates: around the 02:00-03:00 switch
-        axis["ticktext"] = [berlin_label(h, with_zone=h.astimezone(BERLIN).hour in (1, 2, 3)) for h in hours]
-    return axis
-
-
-def qh_status(delivery_start: Any, now: Any, price_source: str | None = None) -> str:
-    """Status of the QH starting at ``delivery_start`` at event time ``now`` (module docstring).
-
-    >>> t = dt.datetime(2025, 6, 8, 12, 0, tzinfo=UTC)
-    >>> [qh_status(t, t + dt.timedelta(minutes=m)) for m in (-16, -15, 0, 15)]
-    ['open', 'closed', 'delivering', 'measured']
-    """
-    t = as_utc(delivery_start)
-    n = as_utc(now)
-    if n is None or n < t - GATE:
-        return "open"
-    if n < t:
-        return "closed"
-    if n < t + QH:
-        return "delivering"
-    return "settled" if price_source == "final" else "measured"
-
-
-def next_gate_closure(now: Any) -> tuple[dt.datetime, dt.datetime] | None:
-    """The next gate closure strictly after ``now`` and the start of the QH it closes."""
-    n = as_utc(now)
-    if n is None:
-        return None
-    gate_s, qh_s = next_gate_closure_s(n.timestamp())
-    return to_dt(gate_s), to_dt(qh_s)
-
-
-def countdown_text(now: Any) -> str:
-    """``next gate closure 14:15 CEST (QH 14:30) in 11 min 48 s`` in event time (Europe/Berlin,
-    the zone named), or ``""`` without a clock."""
-    nxt = next_gate_closure(now)
-    if nxt is None:
-        return ""
-    gate, qh = nxt
-    left = int((gate - as_utc(now)).total_seconds())
-    zone = gate.astimezone(BERLIN).strftime("%Z")
-    return (f"next gate closure {berlin_label(gate)} {zone} (QH {berlin_label(qh)}) "
-            f"in {left // 60} min {left % 60} s")
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def _num(v: Any) -> float | None:
-    if v is None or v is pd.NA:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
-def _nums(series: Sequence[Any], scale: float = 1.0) -> list[float | None]:
-    out = []
-    for v in series:
-        f = _num(v)
-        out.append(None if f is None else f * scale)
-    return out
-
-
-def _starts(df: pd.DataFrame) -> list[dt.datetime]:
-    return [as_utc(t) for t in df["delivery_start"]]
 
 
 def _qh_x(starts: Sequence[dt.datetime], day: dt.date) -> tuple[list[str], list[str], list[str]]:
@@ -287,158 +150,6 @@ def _empty(day: dt.date, title: str, height: int, message: str) -> dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------
-# frames derived for display and download
-
-
-# How often each feed is expected to deliver (minutes of event time), data-formats.md and the
-# vendors' practice: live infeed about every minute, forecast versions every 15 min, estimates every
-# few hours, DSO finals and final prices once a day (the next day); trades come with activity, so
-# silence is no lateness (None).
-FEED_CADENCE_MIN: dict[str, float | None] = {
-    "live infeed": 15.0,
-    "forecast versions": 30.0,
-    "public trades": 60.0,
-    "private trades": None,
-    "imbalance price estimate": 4 * 60.0,
-    "imbalance price final": 36 * 60.0,
-    "DSO final production": 36 * 60.0,
-    "portfolio results": 15.0,
-}
-
-
-def feed_status(source: str, age_min: float | None) -> tuple[str, str]:
-    """(expected cadence as text, ``"late"`` / ``"ok"`` / ``""``) of a feed whose newest event is
-    ``age_min`` behind the clock: late means late for that feed, not older than a fixed time.
-
-    >>> feed_status("live infeed", 20.0), feed_status("imbalance price final", 20.0)
-    (('every ~15 min', 'late'), ('daily (next day)', 'ok'))
-    """
-    cadence = FEED_CADENCE_MIN.get(source)
-    if cadence is None:
-        return "on activity", ""
-    text = "daily (next day)" if cadence >= 24 * 60 else (
-        f"every ~{cadence / 60:g} h" if cadence >= 60 else f"every ~{cadence:g} min")
-    if age_min is None or age_min != age_min:
-        return text, ""
-    return text, "late" if age_min > cadence else "ok"
-
-
-NEXT_QH_COLUMNS = (  # (key, header) of the next-QH table, in order
-    ("qh", "QH (Berlin)"), ("to_gate_min", "min to gate closure"), ("tradeable_mw", "tradeable forecast MW"),
-    ("net_sold_mw", "net sold MW"), ("open_mw", "open MW"), ("open_mwh", "open MWh"),
-    ("vwap", "our VWAP"), ("idx_1h", "ID1"), ("idx_3h", "ID3"), ("idx_full", "IDFull"),
-    ("price", "imbalance price EUR/MWh"), ("eur_at_risk", "EUR at risk"), ("act", "act"),
-)
-
-
-def next_qh_records(portfolio: pd.DataFrame, trading: pd.DataFrame, now: Any, n: int = 12,
-                    act_mwh: float = 1.0) -> list[dict[str, Any]]:
-    """The next ``n`` QHs still tradeable at ``now`` (gate closure ``t - 15 min`` after it), in
-    delivery order: minutes to gate closure, tradeable forecast and net sold (MW), the open
-    position (MW and MWh, ``intraday.core.qh.open_position_mwh``), our VWAP against ID1 / ID3 / IDFull,
-    the current imbalance price (final or estimate) and the euros at risk (|open MWh| x price).
-    ``act`` is ``"yes"`` where the open position is at least ``act_mwh``: the trader must act."""
-    t_now = as_utc(now)
-    if t_now is None or portfolio.empty:
-        return []
-    def rnd(v: float | None, k: int = 2) -> float | None:
-        return None if v is None else round(v, k)
-
-    tr = {as_utc(r.delivery_start): r for r in trading.itertuples(index=False)}
-    out = []
-    for r in portfolio.itertuples(index=False):
-        t = as_utc(r.delivery_start)
-        gate = t - GATE
-        if gate <= t_now:
-            continue
-        tradeable_kw = _num(r.tradeable_forecast_kw)
-        open_mwh = open_position_mwh(tradeable_kw, _num(r.net_sold_mwh))
-        price = _num(r.imbalance_price_eur_mwh)
-        x = tr.get(t)
-        out.append({
-            "qh": berlin_label(t, with_zone=True), "delivery_start": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "to_gate_min": round((gate - t_now).total_seconds() / 60, 1),
-            "tradeable_mw": rnd(None if tradeable_kw is None else tradeable_kw / 1000, 3),
-            "net_sold_mw": rnd((_num(r.net_sold_mwh) or 0.0) * 4, 3),
-            "open_mw": rnd(None if open_mwh is None else open_mwh * 4, 3), "open_mwh": rnd(open_mwh, 3),
-            "vwap": rnd(_num(getattr(x, "private_vwap_eur_mwh", None))),
-            "idx_1h": rnd(_num(getattr(x, "idx_1h_eur_mwh", None))),
-            "idx_3h": rnd(_num(getattr(x, "idx_3h_eur_mwh", None))),
-            "idx_full": rnd(_num(getattr(x, "idx_full_eur_mwh", None))),
-            "price": rnd(price),
-            "eur_at_risk": rnd(None if open_mwh is None or price is None else abs(open_mwh) * price),
-            "act": "yes" if open_mwh is not None and abs(open_mwh) >= act_mwh else "",
-        })
-        if len(out) == n:
-            break
-    return out
-
-
-def cockpit_frame(portfolio: pd.DataFrame, now: Any) -> pd.DataFrame:
-    """The cockpit's numbers per QH in MW, with the QH status (also the CSV download).
-
-    MW from kW: / 1000; MW from MWh of a QH: x 4. ``open_position_mw`` = tradeable forecast MW
-    minus net sold MW (positive: still to sell); empty when the tradeable forecast is.
-    """
-    starts = _starts(portfolio)
-    tradeable = pd.Series(_nums(portfolio["tradeable_forecast_kw"], 1 / 1000), dtype="float64")
-    net_sold = pd.Series(_nums(portfolio["net_sold_mwh"], 4), dtype="float64")
-    out = pd.DataFrame({
-        "delivery_start": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in starts],
-        "delivery_start_berlin": [t.astimezone(BERLIN).isoformat() for t in starts],
-        "status": [qh_status(t, now, s if isinstance(s, str) else None)
-                   for t, s in zip(starts, portfolio["imbalance_price_source"], strict=True)],
-        "tradeable_forecast_mw": tradeable,
-        "latest_forecast_mw": pd.Series(_nums(portfolio["latest_forecast_kw"], 1 / 1000), dtype="float64"),
-        "best_of_infeed_mw": pd.Series(_nums(portfolio["best_of_infeed_kw"], 1 / 1000), dtype="float64"),
-        "net_sold_mw": net_sold,
-        "open_position_mw": tradeable - net_sold.fillna(0.0),
-        "net_sold_mwh": pd.Series(_nums(portfolio["net_sold_mwh"]), dtype="float64"),
-        "imbalance_mwh": pd.Series(_nums(portfolio["imbalance_mwh"]), dtype="float64"),
-        "imbalance_price_eur_mwh": pd.Series(_nums(portfolio["imbalance_price_eur_mwh"]), dtype="float64"),
-        "imbalance_price_source": portfolio["imbalance_price_source"].tolist(),
-        "imbalance_cost_eur": pd.Series(_nums(portfolio["imbalance_cost_eur"]), dtype="float64"),
-    })
-    return out
-
-
-def kpi_tiles(totals: pd.DataFrame) -> list[dict[str, Any]]:
-    """The running totals as tiles: ``{"key", "label", "value", "unit", "tone"}`` with the value
-    formatted (``"–"`` when unknown) and a tone ``good``/``bad``/``neutral``."""
-    row = totals.iloc[0] if len(totals) else pd.Series(dtype="float64")
-
-    def get(name: str) -> float | None:
-        return _num(row.get(name)) if name in row else None
-
-    def fmt(v: float | None, digits: int = 0, sign: bool = False) -> str:
-        if v is None:
-            return "–"
-        return f"{v:+,.{digits}f}" if sign else f"{v:,.{digits}f}"
-
-    def tone(v: float | None, good_if_positive: bool = True) -> str:
-        if v is None or v == 0:
-            return "neutral"
-        return "good" if (v > 0) == good_if_positive else "bad"
-
-    revenue, cost = get("revenue_eur"), get("imbalance_cost_eur")
-    delta, ratio = get("capture_delta_eur_mwh"), get("capture_ratio")
-    trades = get("trades")
-    return [
-        {"key": "revenue", "label": "Revenue", "value": fmt(revenue), "unit": "EUR", "tone": tone(revenue)},
-        {"key": "traded", "label": "Traded volume", "value": fmt(get("traded_mwh"), 1), "unit": "MWh",
-         "sub": f"sold {fmt(get('sold_mwh'), 1)} / bought {fmt(get('bought_mwh'), 1)}", "tone": "neutral"},
-        {"key": "trades", "label": "Trades (QH slices)", "value": fmt(trades), "unit": "", "tone": "neutral"},
-        {"key": "imbalance_cost", "label": "Imbalance cost", "value": fmt(cost), "unit": "EUR",
-         "sub": f"imbalance {fmt(get('imbalance_mwh'), 2, sign=True)} MWh",
-         "tone": tone(cost, good_if_positive=False)},
-        {"key": "capture", "label": "Capture price", "value": fmt(get("private_vwap_eur_mwh"), 2), "unit": "EUR/MWh",
-         "sub": ("vs idx_full " + fmt(delta, 2, sign=True) + " EUR/MWh"
-                 + ("" if ratio is None else f" ({ratio * 100:.1f} %)")),
-         "tone": tone(delta)},
-    ]
-
-
-# ---------------------------------------------------------------------------------------------
 # figures
 
 
@@ -450,7 +161,7 @@ def cockpit_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
     if portfolio.empty:
         return _empty(day, title, 420, "no data for this day")
     frame = cockpit_frame(portfolio, now)
-    starts = _starts(portfolio)
+    starts = qh_starts(portfolio)
     xs, xe, xm = _qh_x(starts, day)
     labels = [berlin_label(t) + " · " + s for t, s in zip(starts, frame["status"], strict=True)]
     data = []
@@ -459,10 +170,10 @@ def cockpit_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
               ("best_of_infeed_mw", "best-of-infeed", {"color": COLORS["best"], "width": 3}),
               ("net_sold_mw", "net sold", {"color": COLORS["net_sold"], "width": 2})]
     for col, name, line in series:
-        ys = _nums(frame[col])
+        ys = nums(frame[col])
         if any(v is not None for v in ys):
             data.append(_step_trace(name, xs, xe, ys, labels, line, "%{y:.2f} MW", connectgaps=False))
-    open_pos = _nums(frame["open_position_mw"])
+    open_pos = nums(frame["open_position_mw"])
     if any(v is not None for v in open_pos):
         data.append({"type": "bar", "name": "open position", "x": xm, "y": open_pos, "customdata": labels,
                      "width": BAR_WIDTH_MS, "marker": {"color": COLORS["open_pos"], "opacity": 0.45},
@@ -480,22 +191,22 @@ def price_figure(trading: pd.DataFrame, day: dt.date, now: Any = None,
     VWAP - idx_full per QH, green where we did better than the market, red where worse."""
     if trading.empty:
         return _empty(day, title, 380, "no data for this day")
-    starts = _starts(trading)
+    starts = qh_starts(trading)
     xs, xe, xm = _qh_x(starts, day)
     labels = [berlin_label(t) for t in starts]
     data = []
     for col, name, line in (("idx_full_eur_mwh", "idx_full", {"color": COLORS["idx_full"], "width": 2}),
                             ("idx_3h_eur_mwh", "idx_3h", {"color": COLORS["idx_3h"], "width": 1, "dash": "dash"}),
                             ("idx_1h_eur_mwh", "idx_1h", {"color": COLORS["idx_1h"], "width": 1, "dash": "dot"})):
-        ys = _nums(trading[col])
+        ys = nums(trading[col])
         if any(v is not None for v in ys):
             data.append(_step_trace(name, xs, xe, ys, labels, line, "%{y:.2f} EUR/MWh", yaxis="y"))
-    vwap = _nums(trading["private_vwap_eur_mwh"])
+    vwap = nums(trading["private_vwap_eur_mwh"])
     if any(v is not None for v in vwap):
         data.append({"type": "scatter", "mode": "markers", "name": "our VWAP", "x": xm, "y": vwap,
                      "customdata": labels, "marker": {"color": COLORS["vwap"], "size": 7, "symbol": "diamond"},
                      "yaxis": "y", "hovertemplate": "%{customdata}<br>our VWAP: %{y:.2f} EUR/MWh<extra></extra>"})
-        idx = _nums(trading["idx_full_eur_mwh"])
+        idx = nums(trading["idx_full_eur_mwh"])
         delta = [None if a is None or b is None else a - b for a, b in zip(vwap, idx, strict=True)]
         if any(v is not None for v in delta):
             data.append({"type": "bar", "name": "VWAP - idx_full", "x": xm, "y": delta, "customdata": labels,
@@ -519,11 +230,11 @@ def imbalance_figure(portfolio: pd.DataFrame, day: dt.date, now: Any = None,
     final reBAP, pale for an estimate (QHs without a price have no cost and no bar)."""
     if portfolio.empty:
         return _empty(day, title, 300, "no data for this day")
-    starts = _starts(portfolio)
+    starts = qh_starts(portfolio)
     xm = [axis_x(t + QH / 2, day) for t in starts]
-    cost = _nums(portfolio["imbalance_cost_eur"])
-    imb = _nums(portfolio["imbalance_mwh"])
-    price = _nums(portfolio["imbalance_price_eur_mwh"])
+    cost = nums(portfolio["imbalance_cost_eur"])
+    imb = nums(portfolio["imbalance_mwh"])
+    price = nums(portfolio["imbalance_price_eur_mwh"])
     src = [s if isinstance(s, str) else "missing" for s in portfolio["imbalance_price_source"]]
     data = []
     for source, opacity in (("final", 1.0), ("estimate", 0.45)):
@@ -555,14 +266,14 @@ def source_ribbon_figure(counts: pd.DataFrame, day: dt.date,
     or not known yet; a thin ribbon under the cockpit."""
     if counts.empty:
         return _empty(day, title, 170, "no data for this day")
-    starts = _starts(counts)
+    starts = qh_starts(counts)
     xm = [axis_x(t + QH / 2, day) for t in starts]
     labels = [berlin_label(t) for t in starts]
     data = []
     for source in ("final", "live", "redispatch", "forecast", "none"):
         if source not in counts:
             continue
-        ys = [int(v) if _num(v) is not None else 0 for v in counts[source]]
+        ys = [int(v) if num(v) is not None else 0 for v in counts[source]]
         if not any(ys):
             continue
         data.append({"type": "bar", "name": source, "x": xm, "y": ys, "customdata": labels,
@@ -602,7 +313,7 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
     title = f"Asset {asset_id}: forecast vs live vs best-of-infeed (MW)"
     if asset.empty:
         return _empty(day, title, 460, "no data for this asset (or not yours)")
-    starts = _starts(asset)
+    starts = qh_starts(asset)
     xs, xe, xm = _qh_x(starts, day)
     src = [s if isinstance(s, str) else "none" for s in asset["best_source"]]
     labels = [f"{berlin_label(t)} · {qh_status(t, now, ps if isinstance(ps, str) else None)}"
@@ -610,16 +321,16 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
     data = []
     for col, name, line in (("tradeable_kw", "tradeable forecast", {"color": COLORS["tradeable"], "width": 2}),
                             ("latest_kw", "latest forecast", {"color": COLORS["latest"], "width": 2, "dash": "dot"})):
-        ys = _nums(asset[col], 1 / 1000)
+        ys = nums(asset[col], 1 / 1000)
         if any(v is not None for v in ys):
             data.append(_step_trace(name, xs, xe, ys, labels, line, "%{y:.3f} MW", yaxis="y"))
     if versions is not None and not versions.empty:
         groups = list(versions.groupby("version", sort=True))
         for i, (version, g) in enumerate(groups):
-            vs = _starts(g)
+            vs = qh_starts(g)
             gray = int(200 - 120 * (i + 1) / len(groups))
             vx, vxe, _ = _qh_x(vs, day)
-            ys = _nums(g["power_kw"], 1 / 1000)
+            ys = nums(g["power_kw"], 1 / 1000)
             label = f"version {as_utc(version).astimezone(BERLIN).strftime('%d.%m. %H:%M')}"
             grey = {"color": f"rgb({gray},{gray},{gray})", "width": 1}
             trace = _step_trace(label, vx, vxe, ys, [berlin_label(t) for t in vs], grey, "%{y:.3f} MW",
@@ -630,20 +341,20 @@ def asset_figure(asset: pd.DataFrame, day: dt.date, asset_id: str, now: Any = No
             if trace["showlegend"]:
                 trace["name"] = f"{len(groups)} forecast versions (older greyer)"
             data.append(trace)
-    best = _nums(asset["best_kw"], 1 / 1000)
+    best = nums(asset["best_kw"], 1 / 1000)
     if any(v is not None for v in best):
         data.append(_step_trace("best-of-infeed", xs, xe, best,
                                 [f"{lab} · source {s}" for lab, s in zip(labels, src, strict=True)],
                                 {"color": COLORS["best"], "width": 3}, "%{y:.3f} MW", yaxis="y"))
     for col, name, marker in (("live_kw", "live (mean)", {"color": COLORS["live"], "size": 6}),
                               ("final_kw", "DSO final", {"color": COLORS["final"], "size": 8, "symbol": "diamond"})):
-        ys = _nums(asset[col], 1 / 1000)
+        ys = nums(asset[col], 1 / 1000)
         if all(v is None for v in ys):
             continue
         data.append({"type": "scatter", "mode": "markers", "name": name, "x": xm, "y": ys, "customdata": labels,
                      "marker": marker, "yaxis": "y",
                      "hovertemplate": f"%{{customdata}}<br>{name}: %{{y:.3f}} MW<extra></extra>"})
-    cost = _nums(asset["cost_eur"])
+    cost = nums(asset["cost_eur"])
     if any(v is not None for v in cost):
         data.append({"type": "bar", "name": "imbalance cost", "x": xm, "y": cost, "customdata": labels,
                      "width": BAR_WIDTH_MS, "yaxis": "y2", "showlegend": False,

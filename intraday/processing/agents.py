@@ -30,8 +30,11 @@ from intraday.core.alerts import (
     qhs_due_for_position_check,
 )
 from intraday.core.qh import HOUR_S, MAX_DELIVERY_S, QH_S, iso, parse_iso, qh_closing_at, qh_slices
-from intraday.processing import state as core
 from intraday.processing.shell import TOO_OLD, Barriers, Emitter, Watermark, batch_source_ms, decoded
+from intraday.processing.state import assets as asset_state
+from intraday.processing.state import quarter_hours as qh_state
+from intraday.processing.state import trades as trade_state
+from intraday.processing.state import wire
 
 log = logging.getLogger("intraday.processors")
 
@@ -91,21 +94,21 @@ def each_event(emitter: Emitter, msgs: list, accepts: type | tuple, handle, *,  
     cutoff = wm.cutoff() if wm is not None else None  # the batch's: pruning happens at its end
     for msg, e, many in decoded(emitter, msgs):
         try:
-            if isinstance(e, core.EndOfInput):
+            if isinstance(e, wire.EndOfInput):
                 barriers.append((msg, e))
                 continue
-            if on_clock is not None and isinstance(e, core.Clock):
+            if on_clock is not None and isinstance(e, wire.Clock):
                 on_clock(msg, e)
                 continue
             if not isinstance(e, accepts):
                 raise ValueError(f"unexpected event type {type(e).__name__} on {msg.topic}")
-            qh_s = core.oldest_qh(e)
+            qh_s = wire.oldest_qh(e)
             if cutoff is not None and qh_s is not None and qh_s < cutoff:
                 emitter.dead_letter(msg, TOO_OLD, e if many else None)
                 continue
             handle(msg, e)
             if wm is not None:
-                wm.saw(msg.topic, msg.partition, core.event_time_s(e), qh_s)
+                wm.saw(msg.topic, msg.partition, wire.event_time_s(e), qh_s)
         except Exception as exc:  # noqa: BLE001 - one record refused, the rest goes on
             emitter.dead_letter(msg, f"invalid {type(e).__name__} event: {exc!r}", e if many else None)
     return barriers
@@ -144,26 +147,26 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
     barrier_table = tables["barriers"]  # replay|partition -> origins seen (aligned agents)
 
     # In-memory indexes derived from the tables (rebuilt after every assignment change).
-    forecasts: dict[str, dict[int, core.QhForecast]] = {}
-    trade_books: dict[int, core.TradeBook] = {}
+    forecasts: dict[str, dict[int, asset_state.QhForecast]] = {}
+    trade_books: dict[int, trade_state.TradeBook] = {}
     marks = {name: Watermark(retention_s) for name in topics.AGENT}
 
-    def forecast_index(asset_id: str) -> dict[int, core.QhForecast]:
+    def forecast_index(asset_id: str) -> dict[int, asset_state.QhForecast]:
         idx = forecasts.get(asset_id)
         if idx is None:
             idx = forecasts[asset_id] = {}
             prefix = asset_id + "|"
             for key in [k for k in list(versions_table.data.keys()) if k.startswith(prefix)]:
-                v = msgspec.json.decode(versions_table.data[key], type=core.ForecastVersion)
+                v = msgspec.json.decode(versions_table.data[key], type=asset_state.ForecastVersion)
                 for qh_s, kw in zip(v.starts, v.powers, strict=True):
-                    idx[qh_s] = core.fold_forecast(idx.get(qh_s), v.version_s, qh_s, kw)
+                    idx[qh_s] = asset_state.fold_forecast(idx.get(qh_s), v.version_s, qh_s, kw)
         return idx
 
     # ------------------------------------------------------------------ assets (by asset_id)
     asset_barriers = Barriers(topics.AGENT["assets"], partitions)
 
     async def assets(msgs: list) -> None:
-        obs = Cache(obs_table, core.AssetObs, asset_partition)
+        obs = Cache(obs_table, asset_state.AssetObs, asset_partition)
         new_versions: dict[str, tuple[bytes, int]] = {}
         changed: dict[tuple[str, int], float] = {}
         feeds: dict[str, tuple[int, dict]] = {}
@@ -173,7 +176,7 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 feeds[asset_id] = (partition, dict(feed_table.data.get(asset_id) or {}))
             return feeds[asset_id][1]
 
-        def on_clock(msg: Any, e: core.Clock) -> None:  # stale live feeds of this partition
+        def on_clock(msg: Any, e: wire.Clock) -> None:  # stale live feeds of this partition
             now_s = parse_iso(e.now)
             for asset_id in list(feed_table.data.keys()):
                 if topics.partition_for(asset_id, partitions) == msg.partition:
@@ -181,25 +184,25 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                         emitter.send(topics.ALERTS, alert["subject"], alert)
 
         def handle(msg: Any, e: Any) -> None:
-            known = core.event_time_s(e) or 0.0
+            known = wire.event_time_s(e) or 0.0
             for key in _apply_asset_event(e, obs, new_versions, versions_table, forecast_index, msg.partition):
                 changed[key] = max(changed.get(key, 0.0), known)
-            if isinstance(e, core.LiveSample):
+            if isinstance(e, wire.LiveSample):
                 for alert in feed_sample(alert_config, e.asset_id, feed(e.asset_id, msg.partition),
                                          parse_iso(e.timestamp)):
                     emitter.send(topics.ALERTS, alert["subject"], alert)
 
         wm = marks["assets"]
-        barriers = each_event(emitter, msgs, core.Forecast | core.LiveSample | core.FinalProduction
-                              | core.RedispatchFlag, handle, wm=wm, on_clock=on_clock)
+        barriers = each_event(emitter, msgs, wire.Forecast | wire.LiveSample | wire.FinalProduction
+                              | wire.RedispatchFlag, handle, wm=wm, on_clock=on_clock)
         by_qh: dict[int, list] = defaultdict(list)
         for (asset_id, qh_s) in sorted(changed):
-            by_qh[qh_s].append(core.asset_snap(asset_id, qh_s, forecast_index(asset_id).get(qh_s),
+            by_qh[qh_s].append(asset_state.asset_snap(asset_id, qh_s, forecast_index(asset_id).get(qh_s),
                                                obs.get(f"{asset_id}|{qh_s}")))
         src_ms = batch_source_ms(msgs)
         for qh_s, snaps in by_qh.items():
             known_at = max(changed[(s.asset_id, qh_s)] for s in snaps)
-            emitter.send(topics.ASSET_QH, iso(qh_s), _enc.encode(core.AssetQhBundle(
+            emitter.send(topics.ASSET_QH, iso(qh_s), _enc.encode(wire.AssetQhBundle(
                 schema_version=1, qh=qh_s, known_at=known_at, src_ms=src_ms, assets=snaps,
                 event_time=iso(int(known_at)))))
         for msg, e in barriers:
@@ -220,14 +223,14 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
     # ------------------------------------------------------------------ trading (by trade id)
     trade_barriers = Barriers(topics.AGENT["trading"], partitions)
 
-    def trade_book(partition: int) -> core.TradeBook:
+    def trade_book(partition: int) -> trade_state.TradeBook:
         tb = trade_books.get(partition)
         if tb is None:
-            tb = trade_books[partition] = core.TradeBook()
+            tb = trade_books[partition] = trade_state.TradeBook()
             prefix = f"{partition}|"
             for key in [k for k in list(trades_table.data.keys()) if k.startswith(prefix)]:
                 for book, trade_id, occ in msgspec.json.decode(trades_table.data[key],
-                                                               type=list[tuple[str, str, core.TradeOcc]]):
+                                                               type=list[tuple[str, str, trade_state.TradeOcc]]):
                     tb.add(book, trade_id, occ)
         return tb
 
@@ -238,8 +241,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         added: dict[tuple[int, str], list] = defaultdict(list)
         offsets: dict[tuple[int, str], list[int]] = defaultdict(list)
 
-        def handle(msg: Any, e: core.Trade) -> None:
-            occ = core.trade_occurrence(e)
+        def handle(msg: Any, e: wire.Trade) -> None:
+            occ = trade_state.trade_occurrence(e)
             keys = trade_book(msg.partition).add(e.book, e.trade_id, occ)
             if keys:
                 added[(msg.partition, msg.topic)].append((e.book, e.trade_id, occ))
@@ -247,7 +250,7 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 changed.update((msg.partition, book, qh_s) for book, qh_s in keys)
 
         wm = marks["trading"]
-        barriers = each_event(emitter, msgs, core.Trade, handle, wm=wm)
+        barriers = each_event(emitter, msgs, wire.Trade, handle, wm=wm)
         src_ms = batch_source_ms(msgs)
         by_qh: dict[int, list[bytes]] = defaultdict(list)
         for partition, book, qh_s in sorted(changed):
@@ -280,15 +283,15 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
     portfolio_barriers = Barriers(topics.AGENT["portfolio"], partitions)
 
     async def portfolio(msgs: list) -> None:
-        cache = Cache(members_table, core.Membership, lambda _k: 0)
+        cache = Cache(members_table, qh_state.Membership, lambda _k: 0)
         before = cache.get("crm")
 
-        def handle(_msg: Any, e: core.Contract) -> None:
-            new = core.step_membership(cache.get("crm"), e.file_time, [e.asset_id])
+        def handle(_msg: Any, e: wire.Contract) -> None:
+            new = qh_state.step_membership(cache.get("crm"), e.file_time, [e.asset_id])
             if new is not None:
                 cache.put("crm", new)
 
-        barriers = each_event(emitter, msgs, core.Contract, handle)
+        barriers = each_event(emitter, msgs, wire.Contract, handle)
         now = cache.get("crm")
         if now is not None and now != before:  # broadcast: every QH partition needs it
             emitter.to_every_partition(topics.PORTFOLIO, "portfolio", {
@@ -303,10 +306,10 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
     clock_barriers = Barriers(topics.AGENT["clock"], partitions)
 
     async def clock(msgs: list) -> None:
-        def handle(_msg: Any, e: core.Clock) -> None:  # every tick: time-driven checks must see each minute
+        def handle(_msg: Any, e: wire.Clock) -> None:  # every tick: time-driven checks must see each minute
             emitter.to_every_partition(topics.CLOCK_BROADCAST, "clock", msgspec.to_builtins(e))
 
-        for msg, e in each_event(emitter, msgs, core.Clock, handle):
+        for msg, e in each_event(emitter, msgs, wire.Clock, handle):
             clock_barriers.on_barrier(emitter, msg, e)
         await emitter.confirm()
 
@@ -319,33 +322,33 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
         return topics.partition_for(iso(int(key)), partitions)
 
     async def qh(msgs: list) -> None:
-        states = Cache(qh_table, core.QhState, qh_partition)
-        members = Cache(members_table, core.Membership, int)
+        states = Cache(qh_table, qh_state.QhState, qh_partition)
+        members = Cache(members_table, qh_state.Membership, int)
         changed: set[int] = set()
         trading_changed: set[int] = set()
         members_changed: set[int] = set()
         ticks: dict[int, list[float]] = defaultdict(list)
 
-        def on_clock(msg: Any, e: core.Clock) -> None:
+        def on_clock(msg: Any, e: wire.Clock) -> None:
             ticks[msg.partition].append(parse_iso(e.now))
 
         def handle(msg: Any, e: Any) -> None:
-            if isinstance(e, core.Portfolio):
+            if isinstance(e, wire.Portfolio):
                 key = str(msg.partition)
-                new = core.step_membership(members.get(key), e.file_time, e.members)
+                new = qh_state.step_membership(members.get(key), e.file_time, e.members)
                 if new is not None:
                     members.put(key, new)
                     members_changed.add(msg.partition)
                 return
-            qh_s = int(core.oldest_qh(e) or 0)
-            new_state = core.step_qh(states.get(str(qh_s)), e)
+            qh_s = int(wire.oldest_qh(e) or 0)
+            new_state = qh_state.step_qh(states.get(str(qh_s)), e)
             if new_state is not None:
                 states.put(str(qh_s), new_state)
                 changed.add(qh_s)
-                if isinstance(e, core.TradingPartial):
+                if isinstance(e, wire.TradingPartial):
                     trading_changed.add(qh_s)
 
-        def alerts(qh_s: int, st: core.QhState, evaluate) -> None:  # type: ignore[no-untyped-def]
+        def alerts(qh_s: int, st: qh_state.QhState, evaluate) -> None:  # type: ignore[no-untyped-def]
             """Run an alert rule of intraday.core.alerts on the QH's alert state, send what it
             raises or resolves and keep the new state."""
             al = {"al": {k: list(v) for k, v in st.alerts.items()}}
@@ -360,8 +363,8 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             return m.members if m else None
 
         wm = marks["qh"]
-        barriers = each_event(emitter, msgs, core.AssetQhBundle | core.TradingPartial | core.ImbalancePrice
-                              | core.Portfolio, handle, wm=wm, on_clock=on_clock)
+        barriers = each_event(emitter, msgs, wire.AssetQhBundle | wire.TradingPartial | wire.ImbalancePrice
+                              | wire.Portfolio, handle, wm=wm, on_clock=on_clock)
         if members_changed:  # a new CRM file: every QH of the partition is recomputed
             for key in list(qh_table.data.keys()):
                 if qh_partition(key) in members_changed:
@@ -371,7 +374,7 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
             st = states.get(str(qh_s))
             if st is None:
                 continue
-            port, rows, trading_by_book = core.qh_results(qh_s, st, portfolio_of(qh_partition(str(qh_s))))
+            port, rows, trading_by_book = qh_state.qh_results(qh_s, st, portfolio_of(qh_partition(str(qh_s))))
             alerts(qh_s, st, lambda al, q=qh_s, s=st, p=port: evaluate_alerts(alert_config, q, al, p, s.known_at))
             key = iso(qh_s)
             emitter.send(topics.QH_RESULTS, key, {
@@ -389,7 +392,7 @@ def build_processors(tables: dict[str, Any], emitter: Emitter, partitions: int, 
                 st = states.get(str(qh_s)) if qh_partition(str(qh_s)) == p else None
                 if st is None or not wanted(qh_s, st):
                     continue
-                port, _rows, _t = core.qh_results(qh_s, st, portfolio_of(p))
+                port, _rows, _t = qh_state.qh_results(qh_s, st, portfolio_of(p))
                 alerts(qh_s, st, lambda al, q=qh_s, pt=port: evaluate(q, al, pt))
 
         for p, nows in ticks.items():
@@ -435,35 +438,35 @@ def _apply_asset_event(e: Any, obs: Cache, new_versions: dict[str, tuple[bytes, 
                        forecast_index, partition: int) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
     """Fold one asset event into the state; the (asset, QH) keys whose snapshot changed. The
     event is validated in full before anything is changed (a refused one changes nothing)."""
-    if isinstance(e, core.Forecast):
-        v = core.forecast_version(e)
+    if isinstance(e, wire.Forecast):
+        v = asset_state.forecast_version(e)
         vkey = f"{e.asset_id}|{v.version_s!r}"
         if vkey in new_versions or vkey in versions_table.data:
             return []  # the same version again (a re-sent file)
         idx = forecast_index(e.asset_id)
         new_versions[vkey] = (_enc.encode(v), partition)
         for qh_s, kw in zip(v.starts, v.powers, strict=True):
-            idx[qh_s] = core.fold_forecast(idx.get(qh_s), v.version_s, qh_s, kw)
+            idx[qh_s] = asset_state.fold_forecast(idx.get(qh_s), v.version_s, qh_s, kw)
         return [(e.asset_id, qh_s) for qh_s in v.starts]
-    if isinstance(e, core.LiveSample):
+    if isinstance(e, wire.LiveSample):
         ts = parse_iso(e.timestamp)
         qh_s = int(ts // QH_S) * QH_S
         key = f"{e.asset_id}|{qh_s}"
-        new = core.apply_live(obs.get(key), ts, float(e.value_kw),
-                              core._rank(e.source_file, e.source_row))
-    elif isinstance(e, core.FinalProduction):
+        new = asset_state.apply_live(obs.get(key), ts, float(e.value_kw),
+                              asset_state.rank(e.source_file, e.source_row))
+    elif isinstance(e, wire.FinalProduction):
         qh_s = int(parse_iso(e.delivery_start))
         if qh_s % QH_S:
             raise ValueError("delivery_start is not aligned to a quarter-hour")
         key = f"{e.asset_id}|{qh_s}"
-        new = core.apply_final(obs.get(key), parse_iso(e.published_at), e.source_line, float(e.value_kw))
+        new = asset_state.apply_final(obs.get(key), parse_iso(e.published_at), e.source_line, float(e.value_kw))
     else:  # RedispatchFlag: every QH of its range
         published = parse_iso(e.published_at)
         qhs = qh_slices(int(parse_iso(e.delivery_start)), int(parse_iso(e.delivery_end)))
         out = []
         for qh_s in qhs:
             key = f"{e.asset_id}|{qh_s}"
-            new = core.apply_flag(obs.get(key), published, e.source_line, bool(e.is_redispatched))
+            new = asset_state.apply_flag(obs.get(key), published, e.source_line, bool(e.is_redispatched))
             if new is not None:
                 obs.put(key, new)
                 out.append((e.asset_id, qh_s))

@@ -26,7 +26,7 @@ import msgspec
 import orjson
 
 from intraday.contract import events, topics
-from intraday.processing import state as core
+from intraday.processing.state import wire
 
 log = logging.getLogger("intraday.processors")
 
@@ -120,14 +120,14 @@ class Emitter:
                        for name, key, value, partition, _fut in failed]
 
 
-def decoded(emitter: Emitter, msgs: list) -> Iterator[tuple[Any, core.V1, bool]]:
+def decoded(emitter: Emitter, msgs: list) -> Iterator[tuple[Any, wire.V1, bool]]:
     """(message, event, whether the message is a batch) for every event of the batch's records
     (each with ``topic``, ``partition``, ``offset``, ``value``, ``timestamp``); a record that does
     not decode goes to the DLQ alone."""
     for msg in msgs:
         try:
-            items = core.decode(msg.value)
-        except core.PoisonMessage as exc:
+            items = wire.decode(msg.value)
+        except wire.PoisonMessage as exc:
             emitter.dead_letter(msg, str(exc))
             continue
         many = len(items) > 1
@@ -199,7 +199,7 @@ TOO_OLD = "older than the processors' state retention (INTRADAY_STATE_RETENTION_
 
 
 class Barriers:
-    """End-of-input barriers (``core.EndOfInput``) through one agent.
+    """End-of-input barriers (``wire.EndOfInput``) through one agent.
 
     An unaligned agent forwards the barrier of each input partition to every partition it writes,
     after the results of everything before it (they were confirmed in earlier batches or are sent
@@ -221,7 +221,7 @@ class Barriers:
         for name in self.spec.writes:
             emitter.to_every_partition(name, "end_of_input", value)
 
-    def on_barrier(self, emitter: Emitter, msg: Any, e: core.EndOfInput) -> None:
+    def on_barrier(self, emitter: Emitter, msg: Any, e: wire.EndOfInput) -> None:
         if not self.spec.aligned:
             self.forward(emitter, e.replay_id, f"{self.spec.name}:{msg.topic}:{msg.partition}")
             return

@@ -24,7 +24,7 @@ MIGRATION_LOCK = 740_512_001
 # The portfolio is the newest CRM file (domain.md 5, data-formats.md): its contracts are the truth
 # about every contract, also for earlier days of the month. Every query of the back office (export,
 # invoices, report) reads them through these two fragments; the stream processors apply the same
-# rule to the topic (intraday.processing.state.step_membership).
+# rule to the topic (intraday.processing.state.quarter_hours.step_membership).
 NEWEST_CONTRACTS_SQL = "SELECT * FROM contracts WHERE file_time = (SELECT max(file_time) FROM contracts)"
 PORTFOLIO_ASSETS_SQL = f"SELECT DISTINCT asset_id FROM ({NEWEST_CONTRACTS_SQL}) newest_contracts"
 

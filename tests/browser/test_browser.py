@@ -37,9 +37,10 @@ import pytest
 from pipeline import run_pipeline
 
 from intraday.backoffice.users import add_user
-from intraday.dashboard import figures as F
+from intraday.dashboard import clock as CL
+from intraday.dashboard import frames as FR
 from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER
-from intraday.ingest.generate import generate_day
+from intraday.ingest.generate.day import generate_day
 from intraday.readmodels import queries as Q
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ WINDOW = (1600, 1000)
 PASSWORD = "browser-test-pw-7d1c"
 START_TIMEOUT_S = 60
 PAGE_TIMEOUT_S = 60
-ALERTS_PAGE_SIZE = 12  # intraday/dashboard/app.py: the alerts table's page_size
+ALERTS_PAGE_SIZE = 12  # intraday/dashboard/layout.py: the alerts table's page_size
 
 pytestmark = [
     pytest.mark.browser,
@@ -214,13 +215,13 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
     with psycopg.connect(filled_db, autocommit=True) as conn:
         clock = Q.replay_clock(conn)
         liveness = Q.replay_liveness(conn)
-        expected_tiles = F.kpi_tiles(Q.query_running_totals(conn, DAY))
+        expected_tiles = FR.kpi_tiles(Q.query_running_totals(conn, DAY))
         n_alerts = len(Q.query_alerts(conn, DAY))
-        next_qhs = F.next_qh_records(Q.query_portfolio(conn, DAY), Q.query_trading(conn, DAY), Q.replay_clock(conn))
+        next_qhs = FR.next_qh_records(Q.query_portfolio(conn, DAY), Q.query_trading(conn, DAY), Q.replay_clock(conn))
         days = Q.query_days(conn)["day"].tolist()
-        from intraday.dashboard.app import _day_options
+        from intraday.dashboard.layout import load_day_options
 
-        default_day = dt.date.fromisoformat(_day_options(conn, None)[1])  # what the page opens on
+        default_day = dt.date.fromisoformat(load_day_options(conn, None)[1])  # what the page opens on
     assert clock is not None and DAY in days, "the pipeline left no data for the day"
 
     # 1. no session: / sends the browser to the login form
@@ -278,7 +279,7 @@ def test_desk_logs_in_and_sees_the_day_with_data(dashboard_url, filled_db, brows
     # 4. the main elements
     header = browser.find_element(By.CSS_SELECTOR, "header.header")
     assert "Intraday desk" in header.text and "desk (desk)" in header.text
-    assert browser.find_element(By.ID, "clock").text == F.clock_text(clock, liveness)
+    assert browser.find_element(By.ID, "clock").text == CL.clock_text(clock, liveness)
     assert liveness == "finished" and "not live" in browser.find_element(By.ID, "clock").text
     assert browser.find_element(By.ID, "countdown").is_displayed()
     # KPI tiles: the running totals of the day, as the database has them
@@ -474,7 +475,7 @@ def test_the_demo_at_its_default_speed_in_the_browser(fresh_db, browser, tmp_pat
             with psycopg.connect(fresh_db, autocommit=True) as conn:
                 clock = Q.replay_clock(conn)
                 day = clock.tz_convert("Europe/Berlin").date()
-                want = F.next_qh_records(Q.query_portfolio(conn, day), Q.query_trading(conn, day), clock,
+                want = FR.next_qh_records(Q.query_portfolio(conn, day), Q.query_trading(conn, day), clock,
                                          act_mwh=act_mwh)
             if not row or not want:
                 return False

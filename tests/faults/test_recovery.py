@@ -22,7 +22,7 @@ from intraday.backoffice.export import export
 from intraday.contract import topics
 from intraday.core.qh import parse_iso
 from intraday.ingest.day import parse_day
-from intraday.ingest.generate import generate_day
+from intraday.ingest.generate.day import generate_day
 from intraday.ingest.replay import Replayer
 from intraday.sink.writer import TABLES, events_of, rows_of, write_batch
 

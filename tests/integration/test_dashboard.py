@@ -25,7 +25,9 @@ from intraday.backoffice.users import (
     verify_password,
 )
 from intraday.core.qh import day_span
+from intraday.dashboard import clock as CL
 from intraday.dashboard import figures as F
+from intraday.dashboard import frames as FR
 from intraday.dashboard.auth import CSRF_COOKIE, CSRF_HEADER, check_auth_host, is_loopback_host, safe_next
 from intraday.platform.config import ConfigError, Settings
 from intraday.readmodels import queries as Q
@@ -271,7 +273,7 @@ def test_alerts_one_row_per_qh_and_kind_newest_state_by_gate_closure_as_of_and_p
     assert df.iloc[2].value == 0.5
     past = Q.query_alerts(conn, DAY, as_of=T(10, 0))  # a1 was still raised then
     assert list(zip(past.alert_id, past.status)) == [("a3", "raised"), ("a1", "raised")]
-    from intraday.dashboard.app import alerts_records, alerts_title
+    from intraday.dashboard.view import alerts_records, alerts_title
     assert alerts_title(alerts_records(df)).startswith("Alerts: 2 open")
     assert list(Q.query_alerts(conn, DAY, assets=[W1]).alert_id) == ["a3"]
     assert Q.query_alerts(conn, DAY, assets=[W2]).empty
@@ -322,12 +324,12 @@ def test_the_clock_says_when_the_data_is_not_live(fresh_db):
         assert Q.replay_liveness(c) == "stale"   # an earlier run's clock, stopped mid-day
         c.execute("UPDATE replay_clock SET done = true")
         assert Q.replay_liveness(c) == "finished"
-    assert F.clock_text(pd.Timestamp("2025-06-08T12:00:00Z"), "finished").endswith("(replay finished: not live)")
-    assert F.clock_text(pd.Timestamp("2025-06-08T12:00:00Z"), "live") == "replay clock 2025-06-08 14:00:00 CEST"
+    assert CL.clock_text(pd.Timestamp("2025-06-08T12:00:00Z"), "finished").endswith("(replay finished: not live)")
+    assert CL.clock_text(pd.Timestamp("2025-06-08T12:00:00Z"), "live") == "replay clock 2025-06-08 14:00:00 CEST"
 
 
 def test_each_feed_is_late_by_its_own_cadence_not_by_one_age():
-    from intraday.dashboard.app import freshness_records
+    from intraday.dashboard.view import freshness_records
 
     df = pd.DataFrame({"source": ["live infeed", "live infeed", "imbalance price estimate", "imbalance price final",
                                   "private trades", "forecast versions"],
@@ -337,8 +339,8 @@ def test_each_feed_is_late_by_its_own_cadence_not_by_one_age():
     assert [r["status"] for r in rows] == ["late", "ok", "ok", "ok", "", "late"]
     assert [r["expected"] for r in rows][:5] == ["every ~15 min", "every ~15 min", "every ~4 h", "daily (next day)",
                                                  "on activity"]
-    assert F.feed_status("imbalance price estimate", 5 * 60.0) == ("every ~4 h", "late")
-    assert F.feed_status("live infeed", None) == ("every ~15 min", "")
+    assert FR.feed_status("imbalance price estimate", 5 * 60.0) == ("every ~4 h", "late")
+    assert FR.feed_status("live infeed", None) == ("every ~15 min", "")
 
 
 def test_days_and_assets(conn):
@@ -464,33 +466,33 @@ def test_qh_status_from_the_clock():
     cases = [(T(11, 44), "open"), (T(11, 45), "closed"), (T(11, 59), "closed"), (T(12, 0), "delivering"),
              (T(12, 14), "delivering"), (T(12, 15), "measured")]
     for now, status in cases:
-        assert F.qh_status(t, now) == status, now
-    assert F.qh_status(t, T(13, 0), "final") == "settled"
-    assert F.qh_status(t, T(12, 5), "final") == "delivering"
-    assert F.qh_status(t, None) == "open"
+        assert CL.qh_status(t, now) == status, now
+    assert CL.qh_status(t, T(13, 0), "final") == "settled"
+    assert CL.qh_status(t, T(12, 5), "final") == "delivering"
+    assert CL.qh_status(t, None) == "open"
 
 
 def test_next_gate_closure_and_countdown():
-    assert F.next_gate_closure(T(10, 26)) == (T(10, 30), T(10, 45))
-    assert F.next_gate_closure(T(10, 30)) == (T(10, 45), T(11, 0))  # the 10:30 gate has just closed
-    assert F.countdown_text(T(10, 26)) == "next gate closure 12:30 CEST (QH 12:45) in 4 min 0 s"  # Berlin = UTC+2
+    assert CL.next_gate_closure(T(10, 26)) == (T(10, 30), T(10, 45))
+    assert CL.next_gate_closure(T(10, 30)) == (T(10, 45), T(11, 0))  # the 10:30 gate has just closed
+    assert CL.countdown_text(T(10, 26)) == "next gate closure 12:30 CEST (QH 12:45) in 4 min 0 s"  # Berlin = UTC+2
 
 
 def test_axis_is_berlin_wall_time_and_linear_on_dst_days():
-    assert F.axis_x(T(22, 0, day=7), DAY) == "2025-06-08 00:00:00"
-    assert F.axis_x(A, DAY) == "2025-06-08 12:00:00"
-    assert "tickvals" not in F.xaxis_layout(DAY)
+    assert CL.axis_x(T(22, 0, day=7), DAY) == "2025-06-08 00:00:00"
+    assert CL.axis_x(A, DAY) == "2025-06-08 12:00:00"
+    assert "tickvals" not in CL.xaxis_layout(DAY)
     for day, n in ((dt.date(2025, 10, 26), 100), (dt.date(2025, 3, 30), 92)):
         start, _ = day_span(day)
-        xs = [F.axis_x(start + dt.timedelta(minutes=15 * k), day) for k in range(n)]
+        xs = [CL.axis_x(start + dt.timedelta(minutes=15 * k), day) for k in range(n)]
         assert len(set(xs)) == n and xs == sorted(xs)
-    fall = F.xaxis_layout(dt.date(2025, 10, 26))
+    fall = CL.xaxis_layout(dt.date(2025, 10, 26))
     assert "02:00 CEST" in fall["ticktext"] and "02:00 CET" in fall["ticktext"]
 
 
 def test_cockpit_frame_in_mw_with_status():
     df = small_portfolio()
-    frame = F.cockpit_frame(df, T(10, 26))
+    frame = FR.cockpit_frame(df, T(10, 26))
     r = frame.iloc[48]
     assert r.delivery_start == "2025-06-08T10:00:00Z" and r.delivery_start_berlin == "2025-06-08T12:00:00+02:00"
     assert (r.tradeable_forecast_mw, r.best_of_infeed_mw, r.net_sold_mw) == pytest.approx((3.6, 4.0, 3.2))
@@ -603,11 +605,11 @@ def test_kpi_tiles_format_and_tone():
     totals = pd.DataFrame([{"revenue_eur": 166.0, "traded_mwh": 1.9, "sold_mwh": 1.7, "bought_mwh": 0.2, "trades": 3.0,
                             "imbalance_cost_eur": 10.0, "imbalance_mwh": 0.0, "private_vwap_eur_mwh": 106.3157,
                             "capture_delta_eur_mwh": 0.263, "capture_ratio": 1.0025}])
-    tiles = {t["key"]: t for t in F.kpi_tiles(totals)}
+    tiles = {t["key"]: t for t in FR.kpi_tiles(totals)}
     assert tiles["revenue"]["value"] == "166" and tiles["revenue"]["tone"] == "good"
     assert tiles["imbalance_cost"]["tone"] == "bad"
     assert tiles["capture"]["value"] == "106.32" and "+0.26" in tiles["capture"]["sub"]
-    unknown = {t["key"]: t for t in F.kpi_tiles(pd.DataFrame([{"revenue_eur": float("nan")}]))}
+    unknown = {t["key"]: t for t in FR.kpi_tiles(pd.DataFrame([{"revenue_eur": float("nan")}]))}
     assert unknown["revenue"]["value"] == "–" and unknown["revenue"]["tone"] == "neutral"
 
 
@@ -1019,7 +1021,8 @@ def test_no_debugger_and_no_tracebacks(app_and_creds):
 
 
 def test_auth_off_only_on_loopback(settings_env, tmp_path):
-    from intraday.dashboard.app import close_app, create_app, serve
+    from intraday.dashboard.app import close_app, create_app
+    from intraday.dashboard.serve import serve
 
     off = settings_env(INTRADAY_AUTH="off")
     with pytest.raises(ConfigError, match="loopback"):
@@ -1152,7 +1155,7 @@ def test_the_next_quarter_hours_table_shows_what_is_open_and_what_it_risks():
     trading = pd.DataFrame({"delivery_start": starts, "private_vwap_eur_mwh": [70.0, 71.0, None, None],
                             "idx_1h_eur_mwh": [69.0, 72.0, None, None], "idx_3h_eur_mwh": [68.0, None, None, None],
                             "idx_full_eur_mwh": [67.0, 70.0, 75.0, None]})
-    rows = F.next_qh_records(portfolio, trading, T(9, 55), n=3, act_mwh=1.0)
+    rows = FR.next_qh_records(portfolio, trading, T(9, 55), n=3, act_mwh=1.0)
     # 10:00Z's gate closure (09:45) has passed: the next three QHs in delivery order
     assert [r["qh"] for r in rows] == ["12:15 CEST", "12:30 CEST", "12:45 CEST"]
     first = rows[0]
@@ -1162,7 +1165,7 @@ def test_the_next_quarter_hours_table_shows_what_is_open_and_what_it_risks():
     assert first["eur_at_risk"] == 120.0 and first["act"] == "yes"   # 1.5 MWh x 80
     assert rows[1]["open_mwh"] == 0.0 and rows[1]["eur_at_risk"] is None and rows[1]["act"] == ""  # flat, no price
     assert rows[2]["open_mwh"] is None and rows[2]["act"] == ""  # no tradeable forecast: nothing to say
-    assert F.next_qh_records(portfolio, trading, None) == []
+    assert FR.next_qh_records(portfolio, trading, None) == []
 
 
 def test_the_report_period_follows_the_desks_delivery_day(app_and_creds):

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from intraday.contract import topics
 from intraday.ingest.day import parse_day
-from intraday.ingest.generate import generate_day
+from intraday.ingest.generate.day import generate_day
 from intraday.ingest.replay import Replayer, parse_speed, schedule
 from intraday.platform.kafka import client_conf, ensure_topics, high_watermarks, producer
 

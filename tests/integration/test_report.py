@@ -27,7 +27,7 @@ from reference import compute_reference
 from intraday.backoffice.report.compute import WATERFALL_STEPS, parse_period, performance_report
 from intraday.backoffice.report.files import report_csv, write_report
 from intraday.backoffice.report.page import render_html
-from intraday.ingest.generate import generate_day
+from intraday.ingest.generate.day import generate_day
 
 pytestmark = pytest.mark.integration
 

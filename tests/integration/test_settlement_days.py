@@ -21,7 +21,7 @@ from reference_invoices import assert_invoices_equal, reference_invoices
 
 from intraday.backoffice.report.compute import performance_report
 from intraday.core.qh import BERLIN, UTC
-from intraday.ingest.generate import generate_day
+from intraday.ingest.generate.day import generate_day
 from intraday.readmodels.invoicing import compute_invoices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 import intraday.app.cli
-from intraday.app.cli import CliError, build_parser
+from intraday.app.cli import build_parser
+from intraday.app.errors import CliError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -491,7 +492,7 @@ def test_the_dashboard_is_served_by_the_production_web_server(services):
     """gunicorn, not Flask's development server (which the CLI refuses off loopback anyway)."""
     args = parse_intraday_command(effective_command(services["dashboard"])[1:])
     assert args.server == "gunicorn" and (args.workers or 2) >= 1
-    from intraday.dashboard.app import gunicorn_options
+    from intraday.dashboard.serve import gunicorn_options
 
     opts = gunicorn_options(args.host, args.port, args.workers or 2)
     assert opts["timeout"] > 0 and opts["worker_class"] == "gthread" and opts["bind"] == f"0.0.0.0:{args.port}"

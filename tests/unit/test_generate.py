@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from intraday.core.qh import delivery_day_qhs
-from intraday.ingest.generate import generate_day
+from intraday.ingest.generate.day import generate_day
 
 DAY = dt.date(2025, 6, 8)
 SMALL = {"assets": 3, "public_trades": 2000}
