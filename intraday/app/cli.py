@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 from intraday.app.admin import add_commands as add_admin_commands
 from intraday.app.admin import cmd_permissions, cmd_users  # noqa: F401 - handlers found by name
-from intraday.app.errors import EXIT_ERROR, EXIT_OK, EXIT_QUARANTINED, EXIT_USAGE, CliError
+from intraday.app.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_QUARANTINED,
+    EXIT_USAGE,
+    STOP_REQUESTED,
+    CliError,
+    install_stop_signals,
+    interrupted,
+)
 from intraday.core.qh import to_dt
 from intraday.platform.alive import MAX_AGE_S, Heartbeat
 from intraday.platform.alive import age_s as alive_age_s
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print("intraday: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the user gets one line; -v shows the traceback
-        if _STOP_REQUESTED.is_set():  # the stop signal surfaced as another exception
+        if STOP_REQUESTED.is_set():  # the stop signal surfaced as another exception
             print("intraday: interrupted", file=sys.stderr)
             return 130
         if logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -215,26 +222,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"intraday: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
         return EXIT_ERROR
-
-
-_STOP_REQUESTED = threading.Event()
-
-
-def _install_stop_signals() -> None:
-    """SIGTERM (and Ctrl-C) stop a long-running command the same way: the stop is recorded, then
-    KeyboardInterrupt unwinds to the command's cleanup."""
-    def _stop(*_):
-        _STOP_REQUESTED.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """Did a stop signal end this? KeyboardInterrupt, or what a C extension made of it when the
-    signal landed inside its call (confluent-kafka then reports a TypeError about its config)."""
-    return isinstance(exc, KeyboardInterrupt) or _STOP_REQUESTED.is_set()
 
 
 def _parse_day(day_dir: Path):
@@ -271,7 +258,7 @@ def cmd_run(args, settings: Settings) -> int:
     if args.workers < 1:
         raise CliError("--workers must be at least 1", EXIT_USAGE)
     parsed = _parse_day(day)
-    _install_stop_signals()
+    install_stop_signals()
     stack = Stack(settings)
     try:
         stack.start_services(fresh_broker=True)
@@ -305,7 +292,7 @@ def cmd_replay(args, settings: Settings) -> int:
     speed = _speed(args.speed)
     from_s, to_s = _instant(args.from_), _instant(args.to)
     parsed = _parse_day(day)
-    _install_stop_signals()
+    install_stop_signals()
     stack = Stack(settings)
     try:
         stack.start_services()
@@ -354,7 +341,7 @@ def cmd_demo(args, settings: Settings) -> int:
         generate_day(day_dir, day, assets=5, public_trades=20_000, seed=1)
         (day_dir / ".complete").write_text("ok\n")
     parsed = _parse_day(day_dir)
-    _install_stop_signals()
+    install_stop_signals()
     stack = Stack(settings)
     try:
         stack.start_services()
@@ -382,7 +369,7 @@ def cmd_demo(args, settings: Settings) -> int:
             stack.check_children()
             time.sleep(1)
     except BaseException as exc:
-        if not _interrupted(exc):
+        if not interrupted(exc):
             raise
         print("stopping ...", file=sys.stderr)
     finally:

@@ -35,17 +35,14 @@ def user_connection(pool, user) -> Iterator[psycopg.Connection]:
         if user.sees_portfolio:
             yield conn
             return
-        scoped = user_session(conn, user)
-        try:
-            scoped.__enter__()
-        except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege,
-                PermissionSetupError) as exc:
-            first = first_line(exc)
-            raise AccessNotSetUp(f"the database access of {user.username!r} is not set up ({first}): an "
-                                 "administrator runs `intraday migrate` with the users file "
-                                 "(docs/permissions.md)") from None
         with contextlib.ExitStack() as stack:
-            stack.push(scoped)
+            try:
+                stack.enter_context(user_session(conn, user))
+            except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege,
+                    PermissionSetupError) as exc:
+                raise AccessNotSetUp(f"the database access of {user.username!r} is not set up ({first_line(exc)}): "
+                                     "an administrator runs `intraday migrate` with the users file "
+                                     "(docs/permissions.md)") from None
             yield conn
 
 
