@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 QH_S = 900
 HOUR_S = 3600
 GATE_CLOSURE_S = 900
+GATE_CLOSURE = dt.timedelta(seconds=GATE_CLOSURE_S)  # the same rule for datetimes
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
 MS_THRESHOLD = 1e11  # an epoch value below this is seconds, above it milliseconds

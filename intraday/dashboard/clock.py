@@ -6,10 +6,10 @@ import datetime as dt
 from functools import lru_cache
 from typing import Any
 
-from intraday.core.qh import BERLIN, QH_S, as_utc, day_span, next_gate_closure_s, to_dt
+from intraday.core.qh import BERLIN, GATE_CLOSURE, QH_S, as_utc, day_span, next_gate_closure_s, to_dt
 
 QH = dt.timedelta(seconds=QH_S)
-GATE = dt.timedelta(seconds=QH_S)
+GATE = GATE_CLOSURE  # a QH closes for trading this long before it starts
 BAR_WIDTH_MS = QH_S * 1000 * 0.8
 
 
